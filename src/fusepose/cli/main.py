@@ -1,0 +1,73 @@
+"""``fusepose <verb>``: a thin command line over the Python API.
+
+Each verb lives in ``fusepose/cli/<module>.py`` with ``add_arguments(parser)`` and
+``run(args) -> int``; modules are imported only when their verb runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from fusepose.errors import FusePoseError
+
+# verb -> (module, one-line help)
+VERBS: dict[str, tuple[str, str]] = {
+    "models": ("models", "list the model zoo (--table: params/GMACs beside the papers')"),
+    "flops": ("flops", "params and multiply-accumulates of one model"),
+    "synth": ("synth", "generate the synthetic multi-person COCO-format dataset"),
+    "eval": ("evaluate", "COCO OKS AP / MPII PCKh of a results file, or of a model on a dataset"),
+    "train": ("train", "train a model from a YAML config"),
+    "demo": ("demo", "synthetic data -> train a small L-MFNet on CPU -> evaluate -> draw"),
+    "predict": ("predict", "run a model on images, a folder, a video or a webcam"),
+    "visualize": ("visualize", "draw heatmaps, tag maps and attention maps"),
+    "export": ("export", "export a model to ONNX and check it against PyTorch"),
+    "bench": ("bench", "latency split into preprocess / network / decode"),
+    "bench-data": ("bench_data", "data-loader throughput and decode time"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fusepose", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    for verb, (_module, help_text) in VERBS.items():
+        sub.add_parser(verb, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    top = build_parser()
+    if not argv or argv[0] in {"-h", "--help"}:
+        top.print_help()
+        return 0
+    verbose = False
+    while argv and argv[0] in {"-v", "--verbose"}:
+        verbose = True
+        argv.pop(0)
+    verb = argv[0]
+    if verb not in VERBS:
+        top.error(f"unknown verb {verb!r}; choose from {', '.join(VERBS)}")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    module_name, help_text = VERBS[verb]
+    module = importlib.import_module(f"fusepose.cli.{module_name}")
+    parser = argparse.ArgumentParser(prog=f"fusepose {verb}", description=help_text)
+    module.add_arguments(parser)
+    args = parser.parse_args(argv[1:])
+    try:
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except FusePoseError as e:
+        print(f"fusepose {verb}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
