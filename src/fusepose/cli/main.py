@@ -26,6 +26,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "export": ("export", "export a model to ONNX and check it against PyTorch"),
     "bench": ("bench", "latency split into preprocess / network / decode"),
     "bench-data": ("bench_data", "data-loader throughput and decode time"),
+    "perf": ("perf", "the performance table: params, GMACs, latency split, speed-up"),
 }
 
 

@@ -1,1 +1,91 @@
+"""Training losses: masked multi-resolution heatmap MSE + associative embedding (bottom-up),
+weighted JointsMSELoss with intermediate supervision (top-down)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from torch import Tensor, nn
+
+from fusepose.losses.ae import AELoss, ae_loss_per_image
+from fusepose.losses.heatmap import (
+    JointsMSELoss,
+    MultiResolutionHeatmapLoss,
+    MultiStageJointsMSELoss,
+    masked_heatmap_mse,
+)
+
+__all__ = [
+    "AELoss",
+    "BottomUpLoss",
+    "JointsMSELoss",
+    "MultiResolutionHeatmapLoss",
+    "MultiStageJointsMSELoss",
+    "TopDownLoss",
+    "ae_loss_per_image",
+    "build_loss",
+    "masked_heatmap_mse",
+]
+
+
+class BottomUpLoss(nn.Module):
+    """HigherHRNet total loss: Σ_resolutions masked MSE + push + pull (batch means).
+
+    ``forward(outputs, batch)`` with ``outputs = (out_q (B, 2K, H/4, W/4), out_h (B, K, H/2,
+    W/2))`` and ``batch`` holding ``heatmaps`` (list per stride of ``(B, K, h, w)``), ``masks``
+    (list of ``(B, h, w)``) and ``tag_joints`` ``(B, M, K, 2)`` at stride 4.
+    Returns ``(total, parts)`` with parts ``heatmap_s4, heatmap_s2, push, pull``.
+    """
+
+    def __init__(
+        self,
+        num_keypoints: int,
+        heatmap_weights: Sequence[float] = (1.0, 1.0),
+        push_factor: float = 1e-3,
+        pull_factor: float = 1e-3,
+    ) -> None:
+        super().__init__()
+        self.k = int(num_keypoints)
+        self.heatmap = MultiResolutionHeatmapLoss(heatmap_weights)
+        self.ae = AELoss(push_factor, pull_factor)
+
+    def forward(self, outputs: Sequence[Tensor], batch: Mapping[str, Any]):
+        out_q, out_h = outputs[0], outputs[1]
+        k = self.k
+        preds = [out_q[:, :k], out_h]
+        hm, parts = self.heatmap(preds, batch["heatmaps"], batch["masks"])
+        push, pull = self.ae(out_q[:, k : 2 * k], batch["tag_joints"])
+        total = hm + push + pull
+        names = ["heatmap_s4", "heatmap_s2"]
+        logs = {n: p.detach() for n, p in zip(names, parts, strict=False)}
+        logs.update(push=push.detach(), pull=pull.detach())
+        return total, logs
+
+
+class TopDownLoss(nn.Module):
+    """Weighted JointsMSELoss on every top-down output (intermediate supervision).
+
+    ``batch`` holds the codec targets: heatmaps ``(B, K, h, w)`` and weights ``(B, K)``.
+    """
+
+    def __init__(self, stage_weights: Sequence[float] | None = None) -> None:
+        super().__init__()
+        self.loss = MultiStageJointsMSELoss(stage_weights)
+
+    def forward(self, outputs: Sequence[Tensor] | Tensor, batch: Mapping[str, Any]):
+        target = batch["heatmaps"] if "heatmaps" in batch else batch["target"]
+        weights = batch.get("weights", batch.get("target_weight"))
+        total, parts = self.loss(outputs, target, weights)
+        logs = {f"mse_stage{i}": p.detach() for i, p in enumerate(parts)}
+        return total, logs
+
+
+def build_loss(kind: str, num_keypoints: int, **kwargs: Any) -> nn.Module:
+    """The loss for a model ``kind`` (``"bottom_up"`` or ``"top_down"``)."""
+    if kind == "bottom_up":
+        return BottomUpLoss(num_keypoints, **kwargs)
+    if kind == "top_down":
+        return TopDownLoss(**kwargs)
+    raise ValueError(f"unknown model kind {kind!r}")
 

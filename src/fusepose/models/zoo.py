@@ -11,4 +11,156 @@ from fusepose.registry import register_model
 
 # ---------------------------------------------------------------- bottom-up (HigherHRNet family)
 
+_HHR_SOURCE = "HigherHRNet official README (architecture.md §2.7); Table 3 of L-MFNet (§3.7)"
+_LMF_SOURCE = "Zhang & Gao 2023, L-MFNet, Tables 2-3 (architecture.md §3.7)"
+_LMF_NOTE = (
+    "the paper's (19.9 M, 2.95 GFLOPs) pair is not reachable by a faithful reconstruction at "
+    "512 input (architecture.md §3.9 points 5-6); compare with measured params/GMACs"
+)
+
+
+def _build_bottom_up(num_keypoints: int, preset: dict, overrides: dict):
+    """HigherHRNet-style model from ``preset`` + ``overrides`` (see ``bottom_up_config``)."""
+    from fusepose.models.heads.higher import HigherHRNet, bottom_up_config
+
+    backbone, head = bottom_up_config(**{**preset, **overrides})
+    return HigherHRNet(int(num_keypoints), backbone, head)
+
+
+@register_model(
+    "higherhrnet_w32", kind="bottom_up", input_size=(512, 512), num_keypoints=17,
+    description="HigherHRNet-W32 (official architecture; loads pose_higher_hrnet_w32_512.pth)",
+    paper={"params_m": 28.6, "gflops": 47.9, "AP": 67.1, "AP50": 86.2, "AP75": 73.0,
+           "APM": 61.5, "APL": 76.1, "AP_test_dev": 66.4, "ablation_mAP": 66.4,
+           "source": _HHR_SOURCE},
+)  # fmt: skip
+def higherhrnet_w32(num_keypoints: int = 17, **overrides):
+    return _build_bottom_up(num_keypoints, {}, overrides)
+
+
+@register_model(
+    "higherhrnet_w32_shuffle", kind="bottom_up", input_size=(512, 512), num_keypoints=17,
+    description="HigherHRNet-W32 + Shuffle-Neck Stage 1 (L-MFNet Table 3 ablation)",
+    paper={"params_m": 28.4, "gflops": 47.8, "ablation_mAP": 66.5, "source": _LMF_SOURCE},
+)  # fmt: skip
+def higherhrnet_w32_shuffle(num_keypoints: int = 17, **overrides):
+    return _build_bottom_up(num_keypoints, {"stage1_block": "shuffle_neck"}, overrides)
+
+
+@register_model(
+    "higherhrnet_w32_ghost", kind="bottom_up", input_size=(512, 512), num_keypoints=17,
+    description="HigherHRNet-W32 + Ghost-Blocks (k=1) in Stages 2-4 (L-MFNet Table 3 ablation)",
+    paper={"params_m": 20.1, "gflops": 3.86, "ablation_mAP": 65.2, "source": _LMF_SOURCE,
+           "note": _LMF_NOTE},
+)  # fmt: skip
+def higherhrnet_w32_ghost(num_keypoints: int = 17, **overrides):
+    return _build_bottom_up(num_keypoints, {"block": "ghost"}, overrides)
+
+
+_LMF_PAPER = {
+    "params_m": 19.9, "gflops": 2.95, "AP": 65.4, "AP50": 86.2, "AP75": 71.5, "APM": 60.3,
+    "APL": 72.3, "ablation_mAP": 65.4, "source": _LMF_SOURCE, "note": _LMF_NOTE,
+}  # fmt: skip
+_LMF_R1 = {"stage1_block": "shuffle_neck", "block": "ghost", "ghost_kernel_size": 1}
+
+
+@register_model(
+    "lmfnet", kind="bottom_up", input_size=(512, 512), num_keypoints=17,
+    description="L-MFNet R1: Shuffle-Neck + Ghost-Blocks (k=1) + CBAM, HigherHRNet head",
+    paper=_LMF_PAPER,
+)  # fmt: skip
+def lmfnet(num_keypoints: int = 17, **overrides):
+    return _build_bottom_up(num_keypoints, _LMF_R1, overrides)
+
+
+@register_model(
+    "lmfnet_paper", kind="bottom_up", input_size=(512, 512), num_keypoints=17,
+    description="L-MFNet R2 (paper budget): Shuffle-Neck + Ghost-Blocks with 3x3 primary conv",
+    paper=_LMF_PAPER,
+)  # fmt: skip
+def lmfnet_paper(num_keypoints: int = 17, **overrides):
+    return _build_bottom_up(num_keypoints, {**_LMF_R1, "ghost_kernel_size": 3}, overrides)
+
+
+@register_model(
+    "lmfnet_lite", kind="bottom_up", input_size=(512, 512), num_keypoints=17,
+    description="L-MFNet R3: R1 with Ghost-Blocks in the deconvolution head too",
+    paper={**_LMF_PAPER, "note": "R3 is a reconstruction variant with no row of its own; "
+           "the figures are L-MFNet's. " + _LMF_NOTE},
+)  # fmt: skip
+def lmfnet_lite(num_keypoints: int = 17, **overrides):
+    return _build_bottom_up(num_keypoints, {**_LMF_R1, "head_block": "ghost"}, overrides)
+
 # ---------------------------------------------------------------- top-down (SFM family)
+
+_SFM_SOURCE = "Ren et al., arXiv 2107.13693 (abstract + poster); architecture.md §4.2"
+_SFM_PAPER_COCO = {
+    "params_m": 1.5, "gflops": 1.7, "AP": 71.7, "AP50": 90.7, "source": _SFM_SOURCE,
+}  # fmt: skip
+_SFM_PAPER_MPII = {
+    "params_m": 1.50, "gflops": 1.70, "PCKh@0.5": 89.0, "PCKh@0.1": 42.0, "source": _SFM_SOURCE,
+    "note": "the poster quotes the same 1.7 G for COCO 256x192; at 256x256 the same network "
+    "costs 4/3 as much (architecture.md §4.2 observations)",
+}  # fmt: skip
+
+
+def _build_sfm(num_keypoints: int, **overrides):
+    """SFM backbone (two cascaded pyramids, HSA on decoder nodes) + one heatmap head per
+    pyramid; ``overrides`` are :class:`~fusepose.models.backbones.sfm.SFMConfig` fields."""
+    from fusepose.models.backbones.sfm import SFM, SFMConfig
+    from fusepose.models.heads.topdown import TopDownHeatmapNet
+
+    cfg = SFMConfig.from_overrides(**overrides)
+    model = TopDownHeatmapNet(SFM(cfg), cfg.widths[0], int(num_keypoints), cfg.num_pyramids)
+    model.config = cfg
+    return model
+
+
+@register_model(
+    "sfm_coco", kind="top_down", input_size=(256, 192), num_keypoints=17,
+    description="SFM + HSA-A (interpretation of Ren et al. 2021), COCO 256x192",
+    paper=_SFM_PAPER_COCO,
+)  # fmt: skip
+def sfm_coco(num_keypoints: int = 17, **overrides):
+    return _build_sfm(num_keypoints, **overrides)
+
+
+@register_model(
+    "sfm_coco_noatt", kind="top_down", input_size=(256, 192), num_keypoints=17,
+    description="SFM ablation without attention, COCO 256x192",
+)  # fmt: skip
+def sfm_coco_noatt(num_keypoints: int = 17, **overrides):
+    return _build_sfm(num_keypoints, **{"attention": "none", **overrides})
+
+
+@register_model(
+    "sfm_coco_sa", kind="top_down", input_size=(256, 192), num_keypoints=17,
+    description="SFM ablation with plain (CBAM) spatial attention, COCO 256x192",
+)  # fmt: skip
+def sfm_coco_sa(num_keypoints: int = 17, **overrides):
+    return _build_sfm(num_keypoints, **{"attention": "spatial", **overrides})
+
+
+@register_model(
+    "sfm_mpii", kind="top_down", input_size=(256, 256), num_keypoints=16, dataset="mpii",
+    description="SFM + HSA-A (interpretation of Ren et al. 2021), MPII 256x256",
+    paper=_SFM_PAPER_MPII,
+)  # fmt: skip
+def sfm_mpii(num_keypoints: int = 16, **overrides):
+    return _build_sfm(num_keypoints, **overrides)
+
+
+@register_model(
+    "sfm_mpii_noatt", kind="top_down", input_size=(256, 256), num_keypoints=16, dataset="mpii",
+    description="SFM ablation without attention, MPII 256x256",
+)  # fmt: skip
+def sfm_mpii_noatt(num_keypoints: int = 16, **overrides):
+    return _build_sfm(num_keypoints, **{"attention": "none", **overrides})
+
+
+@register_model(
+    "sfm_mpii_sa", kind="top_down", input_size=(256, 256), num_keypoints=16, dataset="mpii",
+    description="SFM ablation with plain (CBAM) spatial attention, MPII 256x256",
+)  # fmt: skip
+def sfm_mpii_sa(num_keypoints: int = 16, **overrides):
+    return _build_sfm(num_keypoints, **{"attention": "spatial", **overrides})

@@ -1,0 +1,292 @@
+"""``fusepose eval``: COCO OKS AP/AR or MPII PCKh of a results file.
+
+Results mode (no model): ``fusepose eval --gt GT --results RES [--report OUT.json]``. The metric
+follows the GT extension (``.json`` -> coco, ``.mat`` -> pckh) unless ``--metric`` is given.
+
+Model mode (COCO-format data only): ``fusepose eval --model NAME --weights W --data ANN.json
+--images DIR [--flip] [--scales ...] [--det-file DET | --gt-boxes]`` runs
+``fusepose.Predictor`` on every image of ``ANN.json`` and scores the results against it.
+Top-down results get HRNet's OKS-NMS (threshold 0.9) per image; the Predictor already applies
+HRNet's box x keypoint rescoring. The Predictor is imported lazily here, so
+``fusepose.evaluation`` itself never imports models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import logging
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from fusepose.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+def _predictor_available() -> bool:
+    """Model mode needs fusepose.inference.predictor (imported lazily, only in that mode)."""
+    try:
+        return importlib.util.find_spec("fusepose.inference.predictor") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gt", help="ground truth: COCO-format .json or MPII gt .mat")
+    parser.add_argument(
+        "--results",
+        help="results file: COCO keypoint results .json, or MPII predictions .mat/.h5/.npy",
+    )
+    parser.add_argument(
+        "--metric", choices=("coco", "pckh"), help="default: from the --gt extension"
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("pycocotools", "faster"),
+        help="COCO evaluator (default: pycocotools; faster for --crowd)",
+    )
+    parser.add_argument(
+        "--crowd",
+        action="store_true",
+        help="CrowdPose protocol: faster-coco-eval keypoints_crowd (easy/medium/hard), "
+        "object scale 0.53 x box area",
+    )
+    parser.add_argument(
+        "--no-area",
+        action="store_true",
+        help="COCO: OKS scale from 0.53 x GT box area instead of 'area' (faster backend)",
+    )
+    parser.add_argument(
+        "--no-per-keypoint", action="store_true", help="COCO: skip the per-keypoint summary"
+    )
+    parser.add_argument(
+        "--zero-based",
+        action="store_true",
+        help="PCKh: predictions are 0-based (1 is added before scoring); default 1-based",
+    )
+    parser.add_argument("--report", type=Path, help="write the metrics as JSON here")
+    if _predictor_available():
+        g = parser.add_argument_group("model mode (run a model, then score it)")
+        g.add_argument("--model", help="registered model name (see `fusepose models`)")
+        g.add_argument("--weights", help="checkpoint of that model")
+        g.add_argument("--data", help="COCO-format annotation file: images to run and the GT")
+        g.add_argument("--images", type=Path, help="folder holding the --data images")
+        g.add_argument("--flip", action="store_true", help="average with the flipped image")
+        g.add_argument(
+            "--scales", type=float, nargs="+", default=[1.0], help="bottom-up test scales"
+        )
+        g.add_argument("--det-file", help="top-down: COCO person detections (bbox, score)")
+        g.add_argument(
+            "--gt-boxes", action="store_true", help="top-down: use the GT person boxes of --data"
+        )
+        g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+        g.add_argument("--save-results", type=Path, help="also write the model's COCO results")
+
+
+def _metric(args: argparse.Namespace) -> str:
+    if args.metric:
+        return args.metric
+    suffix = Path(args.gt).suffix.lower()
+    if suffix == ".json":
+        return "coco"
+    if suffix == ".mat":
+        return "pckh"
+    raise ConfigError(
+        f"--gt {args.gt}: cannot tell the metric from extension {suffix!r} "
+        "(.json -> coco, .mat -> pckh); pass --metric"
+    )
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-safe copy: NaN/inf -> null (strict JSON has no NaN)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def _write_report(path: Path, report: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(_clean(report), f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _run_coco(args: argparse.Namespace) -> dict[str, Any]:
+    from fusepose.evaluation.coco import COCO_KEYS, CROWD_KEYS, evaluate_coco, format_per_keypoint
+
+    backend = args.backend or ("faster" if args.crowd or args.no_area else "pycocotools")
+    res = evaluate_coco(
+        args.gt,
+        args.results,
+        backend=backend,
+        iou_type="keypoints_crowd" if args.crowd else "keypoints",
+        use_area=not (args.crowd or args.no_area),
+        per_keypoint=not args.no_per_keypoint,
+    )
+    keys = CROWD_KEYS if args.crowd else COCO_KEYS
+    print(res["summary"].rstrip("\n"))
+    print()
+    print("  ".join(f"{k:>9}" for k in keys))
+    print("  ".join(f"{res[k]:>9.4f}" for k in keys))
+    if res["per_keypoint"] is not None:
+        print()
+        print(format_per_keypoint(res["per_keypoint"]))
+    report = {k: res[k] for k in keys}
+    report.update(
+        metric="coco",
+        backend=res["backend"],
+        iou_type=res["iou_type"],
+        n_results=res["n_results"],
+        per_keypoint=res["per_keypoint"],
+        gt=str(args.gt),
+        results=str(args.results) if not isinstance(args.results, list) else "<model>",
+    )
+    if getattr(args, "model", None):
+        report.update(model=args.model, weights=str(args.weights), flip=args.flip)
+    return report
+
+
+def _run_pckh(args: argparse.Namespace) -> dict[str, Any]:
+    from fusepose.evaluation.pckh import (
+        PCKH_KEYS,
+        evaluate_pckh,
+        format_pckh,
+        load_mpii_gt,
+        load_pckh_predictions,
+    )
+
+    gt = load_mpii_gt(args.gt)
+    preds = load_pckh_predictions(args.results, gt)
+    res = evaluate_pckh(preds, gt, one_based=not args.zero_based)
+    print(f"PCKh@0.5 (percent) on {res['n_people']} people; Mean@0.1 = PCKh@0.1 count-weighted")
+    print(format_pckh(res))
+    report = {k: res[k] for k in PCKH_KEYS}
+    report.update(
+        metric="pckh",
+        n_results=res["n_people"],
+        per_joint=dict(zip(res["joint_names"], res["per_joint"], strict=True)),
+        **{"per_joint@0.1": dict(zip(res["joint_names"], res["per_joint@0.1"], strict=True))},
+        joint_counts=dict(zip(res["joint_names"], res["joint_counts"], strict=True)),
+        gt=str(args.gt),
+        results=str(args.results),
+    )
+    return report
+
+
+def _gt_boxes(gt: dict, image_id: Any) -> tuple[Any, Any]:
+    import numpy as np
+
+    anns = [
+        a
+        for a in gt["annotations"]
+        if a["image_id"] == image_id
+        and not a.get("iscrowd", 0)
+        and a.get("num_keypoints", 0) > 0
+        and a["bbox"][2] > 1
+        and a["bbox"][3] > 1
+    ]
+    boxes = np.asarray([a["bbox"] for a in anns], dtype=np.float64).reshape(-1, 4)
+    return boxes, np.ones(len(boxes))
+
+
+def _run_model(args: argparse.Namespace) -> list[dict]:
+    """Run the model on every image of --data; COCO results in original-image pixels."""
+    from tqdm import tqdm
+
+    from fusepose.errors import DataError
+    from fusepose.evaluation.nms import oks_nms
+    from fusepose.evaluation.results import load_gt, write_results
+    from fusepose.inference.predictor import Predictor  # lazy: models load only in this mode
+
+    if not args.data or not args.images:
+        raise ConfigError("model mode needs --data ANN.json and --images DIR")
+    if Path(args.data).suffix.lower() != ".json":
+        raise ConfigError(f"--data {args.data}: model mode takes a COCO-format .json")
+    if args.det_file and args.gt_boxes:
+        raise ConfigError("--det-file and --gt-boxes: pick one source of person boxes")
+    gt, gt_name = load_gt(args.data)
+    if not Path(args.images).is_dir():
+        raise DataError(f"--images {args.images}: not a folder")
+    predictor = Predictor(
+        args.model,
+        weights=args.weights,
+        device=args.device,
+        flip=args.flip,
+        scales=tuple(args.scales),
+        det_file=args.det_file,
+    )
+    if predictor.kind == "top_down" and not (args.det_file or args.gt_boxes):
+        raise ConfigError(f"--model {args.model} is top-down: give --det-file DET or --gt-boxes")
+    if args.gt_boxes and predictor.kind != "top_down":
+        raise ConfigError(f"--gt-boxes: {args.model} is a bottom-up model (it finds people itself)")
+    results: list[dict] = []
+    for img in tqdm(gt["images"], unit="img", disable=None):
+        path = Path(args.images) / str(img.get("file_name", ""))
+        if not path.is_file():
+            raise DataError(f"{path}: image id {img['id']} of {gt_name} not found under --images")
+        if args.gt_boxes:
+            boxes, scores = _gt_boxes(gt, img["id"])
+            pose = predictor(path, boxes=boxes, box_scores=scores, image_id=img["id"])
+        else:
+            pose = predictor(path, image_id=img["id"])
+        people = pose.to_coco(img["id"])
+        if predictor.kind == "top_down" and people:
+            keep = oks_nms(pose.instances, 0.9, sigmas=predictor.skeleton.sigmas)
+            people = [people[i] for i in keep]
+        results.extend(people)
+    logger.info("%s: %d people on %d images", args.model, len(results), len(gt["images"]))
+    if args.save_results:
+        write_results(args.save_results, results)
+    return results
+
+
+def run(args: argparse.Namespace) -> int:
+    if getattr(args, "model", None):
+        if args.results or args.gt:
+            raise ConfigError("model mode: the GT is --data; use --save-results, not --results")
+        if args.metric == "pckh":
+            raise ConfigError("model mode scores COCO-format data only (--metric coco)")
+        args.results = _run_model(args)
+        args.gt = args.data
+        args.metric = "coco"
+    else:
+        stray = [
+            f
+            for f in ("weights", "data", "images", "det_file", "save_results")
+            if getattr(args, f, None)
+        ]
+        if stray:
+            flags = ", ".join("--" + f.replace("_", "-") for f in stray)
+            raise ConfigError(f"{flags}: model-mode options need --model")
+    if not args.gt:
+        raise ConfigError("--gt: a ground-truth file is required")
+    metric = _metric(args)
+    if args.results is None or (isinstance(args.results, str) and not args.results):
+        raise ConfigError("--results: a results file is required")
+    if metric == "coco":
+        report = _run_coco(args)
+    else:
+        for flag in ("crowd", "no_area", "backend"):
+            if getattr(args, flag):
+                raise ConfigError(f"--{flag.replace('_', '-')} applies to --metric coco only")
+        report = _run_pckh(args)
+    if args.report:
+        _write_report(args.report, report)
+        logger.info("wrote report %s", args.report)
+    return 0

@@ -1,0 +1,43 @@
+"""``fusepose train CONFIG [--set key=value ...] [--resume auto|PATH] [--out DIR]``.
+
+Under ``torchrun --nproc_per_node N -m fusepose.cli.main train ...`` every process runs this;
+rank 0 alone logs and writes the run folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="experiment YAML (see configs/)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config value, e.g. --set optim.lr=2e-3 --set train.epochs=10",
+    )  # fmt: skip
+    parser.add_argument(
+        "--resume", default=None, metavar="auto|PATH",
+        help="continue a run: 'auto' = OUT/last.pth if it exists, or a checkpoint path",
+    )  # fmt: skip
+    parser.add_argument(
+        "--out", default=None, metavar="DIR",
+        help="run folder (default: runtime.out_dir / config name)",
+    )  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    from fusepose.engine.config import load_config
+    from fusepose.engine.trainer import train
+
+    cfg = load_config(args.config, args.overrides)
+    result = train(cfg, resume=args.resume, run_dir=args.out, config_path=Path(args.config))
+    if result.get("is_main", True):
+        best = result["best_metric"]
+        best_s = f", best {cfg.eval.metric} {best:.4f}" if best > float("-inf") else ""
+        print(f"run folder: {result['run_dir']} (last.pth{', best.pth' if best_s else ''})"
+              f"{best_s}")
+    return 0

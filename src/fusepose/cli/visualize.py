@@ -1,0 +1,99 @@
+"""``fusepose visualize MODEL --image IMG --out DIR [--what heatmaps|tags|attention|all]``.
+
+Writes PNGs: ``poses.png`` (decoded people on the image), ``heatmaps.png`` (per-keypoint
+heatmaps over the network input), ``tags.png`` (bottom-up tag maps), ``attention.png`` (one row
+per CBAM / HSA module; HSA shows first- and second-order maps side by side).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fusepose.cli.predict import add_model_arguments, build_predictor
+from fusepose.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_arguments(parser)
+    parser.add_argument("--image", required=True, help="input image")
+    parser.add_argument("--out", required=True, help="output folder for the PNGs")
+    parser.add_argument("--what", choices=("heatmaps", "tags", "attention", "all"), default="all")
+    parser.add_argument("--box", type=float, nargs=4, metavar=("X", "Y", "W", "H"),
+                        help="person box for top-down models (default: the whole image)")
+    parser.add_argument("--input-size", type=int, nargs="+", default=None,
+                        help="bottom-up: short side or H W; top-down: H W")
+    parser.add_argument("--kpt-thr", type=float, default=0.3)
+
+
+def _write(path: Path, img: np.ndarray) -> None:
+    if not cv2.imwrite(str(path), img):
+        raise ConfigError(f"{path}: cannot write PNG")
+    logger.info("wrote %s", path)
+    print(path)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from fusepose.data.transforms import normalize
+    from fusepose.inference.sources import read_image
+    from fusepose.visualization.attention import attention_panels, record_attention
+    from fusepose.visualization.heatmaps import heatmap_grid, tag_grid
+    from fusepose.visualization.skeleton import draw_poses
+
+    image = read_image(args.image)
+    args.backend, args.onnx, args.flip, args.scales, args.threads = "torch", None, False, [1.0], None
+    pred = build_predictor(args)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    h, w = image.shape[:2]
+    box = np.array(args.box if args.box else [0, 0, w - 1, h - 1], dtype=np.float64)
+
+    if pred.kind == "bottom_up":
+        res = pred(image)
+        m, (w_in, h_in) = pred.warp_matrix((h, w))
+    else:
+        res = pred(image, boxes=box[None])
+        m = pred.crop_matrix(box)
+        h_in, w_in = pred.input_size
+    _write(out_dir / "poses.png", draw_poses(image, res, pred.skeleton, kpt_thr=args.kpt_thr))
+
+    warped = cv2.warpAffine(image, m, (w_in, h_in), flags=cv2.INTER_LINEAR)
+    x = torch.from_numpy(normalize(warped))[None].to(pred.device)
+    want = {"heatmaps", "tags", "attention"} if args.what == "all" else {args.what}
+    names = list(pred.skeleton.keypoints)
+    if want & {"heatmaps", "tags"}:
+        with torch.inference_mode():
+            out = pred.model(x)
+        k = pred.num_keypoints
+        if pred.kind == "bottom_up":
+            q = out[0][0].float().cpu().numpy()
+            heat, tags = q[:k], q[k:]
+        else:
+            heat, tags = out[-1][0].float().cpu().numpy(), None
+        if "heatmaps" in want:
+            _write(out_dir / "heatmaps.png", heatmap_grid(warped, heat, names))
+        if "tags" in want:
+            if tags is None:
+                logger.warning("%s is top-down: it has no tag maps", pred.model_name)
+            else:
+                _write(out_dir / "tags.png", tag_grid(warped, heat, tags, names))
+    if "attention" in want:
+        maps = record_attention(pred.model, x)
+        if not maps:
+            logger.warning("%s has no CBAM / HSA modules", pred.model_name)
+        else:
+            f = min(1.0, 256.0 / max(warped.shape[:2]))
+            small = cv2.resize(warped, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+            rows = [attention_panels(small, mm, name) for name, mm in maps.items()]
+            width = max(r.shape[1] for r in rows)
+            rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]
+            _write(out_dir / "attention.png", np.concatenate(rows, axis=0))
+    return 0

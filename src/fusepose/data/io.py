@@ -1,0 +1,81 @@
+"""Reading images and annotation files with errors that name the file and the problem."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from fusepose.errors import DataError
+
+__all__ = ["read_image", "read_json"]
+
+_JPEG_SOI = b"\xff\xd8"
+_JPEG_EOI = b"\xff\xd9"
+_JPEG_SOS = b"\xff\xda"
+_PNG_SIG = b"\x89PNG\r\n\x1a\n"
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image as OpenCV BGR ``uint8 (H, W, 3)`` (grey images are expanded to 3 channels).
+
+    Raises :class:`DataError` naming the file when it is missing, empty (0 bytes), not a
+    decodable image (e.g. a text file named ``.jpg``), truncated (a JPEG without its end
+    marker, a PNG without ``IEND``; OpenCV would otherwise return a half-grey image with only a
+    warning) or decodes to an empty array.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: image file not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, not an image file") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read image file ({e.strerror or e})") from None
+    if len(data) == 0:
+        raise DataError(f"{path}: empty image file (0 bytes)")
+    if data.startswith(_JPEG_SOI):
+        # A complete JPEG has an end-of-image marker after its last start-of-scan. Searching
+        # from the last SOS tolerates trailing bytes some cameras append after EOI and ignores
+        # the EOI of an embedded EXIF thumbnail (which precedes the main image's scans).
+        last_sos = data.rfind(_JPEG_SOS)
+        if last_sos < 0 or data.find(_JPEG_EOI, last_sos) < 0:
+            raise DataError(f"{path}: truncated JPEG (no end-of-image marker); file is corrupt")
+    elif data.startswith(_PNG_SIG) and b"IEND" not in data[-64:]:
+        raise DataError(f"{path}: truncated PNG (no IEND chunk); file is corrupt")
+    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        head = data[:16]
+        kind = "text" if all(32 <= b < 127 or b in (9, 10, 13) for b in head) else "binary"
+        raise DataError(
+            f"{path}: not a decodable image ({kind} content, {len(data)} bytes; "
+            "unknown format or corrupt)"
+        )
+    if img.size == 0 or img.shape[0] == 0 or img.shape[1] == 0:
+        raise DataError(f"{path}: image decodes to an empty array (shape {img.shape})")
+    return img
+
+
+def read_json(path: str | Path, what: str = "annotation file") -> Any:
+    """Parse a JSON file; :class:`DataError` naming the file for I/O and syntax errors."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"{path}: {what} not found") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: {what} is not UTF-8 text (binary file?)") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read {what} ({e.strerror or e})") from None
+    if not text.strip():
+        raise DataError(f"{path}: {what} is empty")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(
+            f"{path}: malformed JSON in {what} at line {e.lineno} column {e.colno}: {e.msg}"
+        ) from None

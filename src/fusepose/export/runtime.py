@@ -1,0 +1,95 @@
+"""ONNX Runtime session for an exported fusepose network, configured from its metadata."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fusepose.errors import CheckpointError
+from fusepose.export.metadata import parse_metadata
+
+logger = logging.getLogger(__name__)
+
+
+class OnnxRunner:
+    """Run an exported network with onnxruntime.
+
+    ``runner(x)`` takes ``x: (B, 3, H, W) float32`` normalised RGB (see the ``input`` metadata)
+    and returns the outputs as a list of float32 arrays in the order of the ``outputs``
+    metadata (bottom-up: ``out_q (B, 2K, H/4, W/4)``, ``out_h (B, K, H/2, W/2)``; top-down:
+    ``heatmaps (B, K, H/4, W/4)``). A fixed-shape export only accepts its own B, H, W;
+    ``fixed_batch`` / ``fixed_hw`` tell the caller what they are (None when dynamic).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        num_threads: int | None = None,
+        device: str = "cpu",
+    ) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise CheckpointError(f"{self.path}: ONNX file not found")
+        opts = ort.SessionOptions()
+        if num_threads:
+            opts.intra_op_num_threads = int(num_threads)
+            opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        providers = ["CPUExecutionProvider"]
+        if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        try:
+            self.session = ort.InferenceSession(str(self.path), opts, providers=providers)
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises several private types
+            raise CheckpointError(f"{self.path}: onnxruntime cannot load it ({e})") from None
+        self.metadata: dict[str, Any] = parse_metadata(
+            self.session.get_modelmeta().custom_metadata_map, str(self.path)
+        )
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.input_shape = list(inp.shape)
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        b, _, h, w = self.input_shape
+        self.fixed_batch = b if isinstance(b, int) else None
+        self.fixed_hw = (h, w) if isinstance(h, int) and isinstance(w, int) else None
+        logger.debug("onnx %s: input %s, outputs %s", self.path, self.input_shape, self.output_names)
+
+    @property
+    def model_name(self) -> str:
+        return str(self.metadata.get("model_name", ""))
+
+    @property
+    def kind(self) -> str:
+        return str(self.metadata.get("kind", ""))
+
+    @property
+    def num_keypoints(self) -> int:
+        return int(self.metadata.get("num_keypoints", 0))
+
+    def build_codec(self):
+        """The decoder described in the ``codec`` metadata."""
+        import fusepose.codecs as codecs
+
+        spec = self.metadata.get("codec") or {}
+        cls = getattr(codecs, str(spec.get("type", "")), None)
+        if cls is None:
+            raise CheckpointError(f"{self.path}: unknown codec {spec.get('type')!r} in metadata")
+        return cls(**spec.get("kwargs", {}))
+
+    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if self.fixed_batch is not None and x.shape[0] != self.fixed_batch:
+            # Fixed-batch export: run in chunks of its batch size.
+            chunks = [self(x[i : i + self.fixed_batch]) for i in range(0, len(x), self.fixed_batch)]
+            return [np.concatenate(parts) for parts in zip(*chunks, strict=True)]
+        if self.fixed_hw is not None and tuple(x.shape[2:]) != tuple(self.fixed_hw):
+            raise CheckpointError(
+                f"{self.path}: fixed input size {self.fixed_hw} but got {tuple(x.shape[2:])}; "
+                "re-export with --dynamic or use the exported size"
+            )
+        return [np.asarray(o) for o in self.session.run(None, {self.input_name: x})]

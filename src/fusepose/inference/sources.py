@@ -1,0 +1,184 @@
+"""Inference sources: one image (array or path), a folder of images, a video file or a webcam.
+
+Every source yields ``Frame`` objects one at a time, so a long video or a webcam runs in
+constant memory. Opening a source that does not exist or cannot be decoded raises
+:class:`fusepose.errors.SourceError` naming the source.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fusepose.errors import SourceError
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
+
+
+@dataclass
+class Frame:
+    """One decoded image.
+
+    image: (H, W, 3) uint8 BGR.
+    name: file path for images, ``"<video path>:frame:N"`` / ``"webcam:I:frame:N"`` for streams.
+    index: position in the source (0-based).
+    path: the image file, or None for video / webcam frames and in-memory arrays.
+    """
+
+    image: np.ndarray
+    name: str
+    index: int
+    path: Path | None = None
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 BGR; SourceError if missing or undecodable."""
+    path = Path(path)
+    if not path.is_file():
+        raise SourceError(f"{path}: image file not found")
+    # np.fromfile + imdecode also handles non-ASCII paths, which cv2.imread does not on Windows.
+    data = np.fromfile(str(path), dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if img is None:
+        raise SourceError(f"{path}: not a readable image (OpenCV could not decode it)")
+    return img
+
+
+def check_image_array(image: np.ndarray, name: str = "<array>") -> np.ndarray:
+    """Validate an in-memory image: (H, W, 3) uint8 BGR (a (H, W) grey image is expanded)."""
+    if not isinstance(image, np.ndarray):
+        raise SourceError(f"{name}: expected a numpy image, got {type(image).__name__}")
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] < 1 or image.shape[1] < 1:
+        raise SourceError(f"{name}: expected an (H, W, 3) BGR image, got shape {image.shape}")
+    if image.dtype != np.uint8:
+        raise SourceError(f"{name}: expected uint8 pixels, got {image.dtype}")
+    return image
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files directly inside ``folder``, sorted by name."""
+    folder = Path(folder)
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def source_kind(source: object) -> str:
+    """One of ``array``, ``image``, ``folder``, ``video``, ``webcam``; SourceError otherwise."""
+    if isinstance(source, np.ndarray):
+        return "array"
+    if isinstance(source, bool):
+        raise SourceError(f"{source!r}: not a source")
+    if isinstance(source, int) or (isinstance(source, str) and source.isdigit()):
+        return "webcam"
+    path = Path(source)  # type: ignore[arg-type]
+    if path.is_dir():
+        return "folder"
+    if not path.exists():
+        raise SourceError(f"{path}: no such file or folder")
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return "image"
+    if suffix in VIDEO_SUFFIXES:
+        return "video"
+    raise SourceError(
+        f"{path}: unknown file type {suffix!r} (images: {', '.join(IMAGE_SUFFIXES)}; "
+        f"videos: {', '.join(VIDEO_SUFFIXES)})"
+    )
+
+
+class VideoSource:
+    """Frames of a video file or webcam, read lazily with ``cv2.VideoCapture``.
+
+    Opening happens in the constructor, so a bad source fails before any work starts.
+    ``fps`` and ``frame_count`` come from the container (frame_count may be 0 if unknown).
+    """
+
+    def __init__(self, source: str | Path | int) -> None:
+        self.is_webcam = isinstance(source, int) or (isinstance(source, str) and source.isdigit())
+        if self.is_webcam:
+            self.label = f"webcam:{int(source)}"
+            self.cap = cv2.VideoCapture(int(source))
+            if not self.cap.isOpened():
+                raise SourceError(f"{self.label}: cannot open webcam {int(source)} (no such device?)")
+        else:
+            path = Path(source)
+            self.label = str(path)
+            if not path.is_file():
+                raise SourceError(f"{path}: video file not found")
+            self.cap = cv2.VideoCapture(str(path))
+            ok = self.cap.isOpened()
+            first = None
+            if ok:
+                ok, first = self.cap.read()
+            if not ok or first is None:
+                self.cap.release()
+                raise SourceError(f"{path}: not a readable video (OpenCV could not decode a frame)")
+            self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+        fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.fps = fps if fps > 0 else 25.0
+        self.frame_count = max(int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0), 0)
+        self.width = int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
+        self.height = int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+
+    def __len__(self) -> int:
+        return self.frame_count
+
+    def __iter__(self) -> Iterator[Frame]:
+        index = 0
+        try:
+            while True:
+                ok, img = self.cap.read()
+                if not ok or img is None:
+                    break
+                yield Frame(img, f"{self.label}:frame:{index}", index, None)
+                index += 1
+        finally:
+            self.cap.release()
+
+    def close(self) -> None:
+        self.cap.release()
+
+
+def iter_frames(source: object) -> Iterator[Frame]:
+    """Frames from any supported source.
+
+    Not a generator itself: the source is checked (and a video / webcam opened) at call time,
+    so a bad source raises SourceError here rather than on the first ``next()``.
+    """
+    kind = source_kind(source)
+    if kind == "array":
+        return iter([Frame(check_image_array(source), "<array>", 0, None)])  # type: ignore[arg-type]
+    if kind == "image":
+        return iter([Frame(read_image(source), str(source), 0, Path(source))])  # type: ignore[arg-type]
+    if kind == "folder":
+        files = list_images(source)  # type: ignore[arg-type]
+        if not files:
+            raise SourceError(f"{source}: folder contains no images ({', '.join(IMAGE_SUFFIXES)})")
+        return (Frame(read_image(f), str(f), i, f) for i, f in enumerate(files))
+    return iter(VideoSource(source))  # type: ignore[arg-type]
+
+
+def count_frames(source: object) -> int | None:
+    """Number of frames a source will yield if known cheaply (None for webcams)."""
+    kind = source_kind(source)
+    if kind in ("array", "image"):
+        return 1
+    if kind == "folder":
+        return len(list_images(source))  # type: ignore[arg-type]
+    if kind == "video":
+        cap = cv2.VideoCapture(str(source))
+        try:
+            n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        finally:
+            cap.release()
+        return n or None
+    return None

@@ -1,0 +1,117 @@
+"""Official HigherHRNet checkpoint names -> fusepose names.
+
+The official model (``lib/models/pose_higher_hrnet.py`` of HRNet/HigherHRNet-Human-Pose-
+Estimation) uses flat names (``conv1``, ``layer1``, ``transition1``, ``stage2``, ``final_layers``,
+``deconv_layers``) and bare ``nn.Sequential`` indices for conv/BN pairs. fusepose groups them
+under ``backbone.`` / ``head.`` and names conv/BN pairs ``.conv`` / ``.bn``. The mapping is a
+pure rename: every official tensor maps to exactly one fusepose tensor of the same shape.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from fusepose.errors import CheckpointError
+
+_PAIR = {"0": "conv", "1": "bn"}
+
+# (pattern, replacement function); tried in order, first match wins.
+_RULES: list[tuple[re.Pattern[str], Any]] = [
+    (
+        re.compile(r"^(conv|bn)([12])\.(\w+)$"),
+        lambda m: f"backbone.stem.conv{m[2]}.{'conv' if m[1] == 'conv' else 'bn'}.{m[3]}",
+    ),
+    (re.compile(r"^layer1\.(.+)$"), lambda m: f"backbone.stage1.{m[1]}"),
+    # new branch: transitionN.i.k.{0,1}.param (chain of stride-2 conv-BN-ReLU)
+    (
+        re.compile(r"^transition(\d)\.(\d+)\.(\d+)\.([01])\.(\w+)$"),
+        lambda m: f"backbone.transitions.{int(m[1]) - 1}.{m[2]}.{m[3]}.{_PAIR[m[4]]}.{m[5]}",
+    ),
+    # width change of an existing branch: transitionN.i.{0,1}.param
+    (
+        re.compile(r"^transition(\d)\.(\d+)\.([01])\.(\w+)$"),
+        lambda m: f"backbone.transitions.{int(m[1]) - 1}.{m[2]}.0.{_PAIR[m[3]]}.{m[4]}",
+    ),
+    (
+        re.compile(r"^stage(\d)\.(\d+)\.branches\.(.+)$"),
+        lambda m: f"backbone.stages.{int(m[1]) - 2}.{m[2]}.branches.{m[3]}",
+    ),
+    # fusion from a higher-res branch: chain of stride-2 convs, fuse_layers.i.j.k.{0,1}.param
+    (
+        re.compile(r"^stage(\d)\.(\d+)\.fuse_layers\.(\d+)\.(\d+)\.(\d+)\.([01])\.(\w+)$"),
+        lambda m: (
+            f"backbone.stages.{int(m[1]) - 2}.{m[2]}.fuse_layers.{m[3]}.{m[4]}.{m[5]}."
+            f"{_PAIR[m[6]]}.{m[7]}"
+        ),
+    ),
+    # fusion from a lower-res branch: 1x1 conv, BN, upsample: fuse_layers.i.j.{0,1}.param
+    (
+        re.compile(r"^stage(\d)\.(\d+)\.fuse_layers\.(\d+)\.(\d+)\.([01])\.(\w+)$"),
+        lambda m: (
+            f"backbone.stages.{int(m[1]) - 2}.{m[2]}.fuse_layers.{m[3]}.{m[4]}.0."
+            f"{_PAIR[m[5]]}.{m[6]}"
+        ),
+    ),
+    (re.compile(r"^final_layers\.(.+)$"), lambda m: f"head.final_layers.{m[1]}"),
+    (
+        re.compile(r"^deconv_layers\.(\d+)\.0\.([01])\.(\w+)$"),
+        lambda m: f"head.deconv_layers.{m[1]}.{'deconv' if m[2] == '0' else 'bn'}.{m[3]}",
+    ),
+    (
+        # each head block sits in its own nn.Sequential: deconv_layers.d.(k + 1).0.rest
+        re.compile(r"^deconv_layers\.(\d+)\.(\d+)\.0\.(.+)$"),
+        lambda m: f"head.deconv_layers.{m[1]}.blocks.{int(m[2]) - 1}.{m[3]}",
+    ),
+]
+
+_OFFICIAL_MARKERS = ("conv1.weight", "layer1.0.conv1.weight", "final_layers.0.weight")
+
+
+def strip_module_prefix(state_dict: Mapping[str, Any]) -> dict[str, Any]:
+    """Drop the ``module.`` prefix that ``nn.DataParallel`` / DDP checkpoints carry."""
+    if state_dict and all(k.startswith("module.") for k in state_dict):
+        return {k[len("module.") :]: v for k, v in state_dict.items()}
+    return dict(state_dict)
+
+
+def is_official_higherhrnet(state_dict: Mapping[str, Any]) -> bool:
+    """True if ``state_dict`` (optionally ``module.``-prefixed) uses the official names."""
+    sd = strip_module_prefix(state_dict)
+    return all(k in sd for k in _OFFICIAL_MARKERS)
+
+
+def official_to_fusepose_name(name: str) -> str:
+    """Map one official HigherHRNet state-dict name to its fusepose name.
+
+    Raises CheckpointError for a name outside the official HigherHRNet layout.
+    """
+    for pattern, repl in _RULES:
+        m = pattern.match(name)
+        if m:
+            return repl(m)
+    raise CheckpointError(f"official HigherHRNet checkpoint: unexpected parameter name {name!r}")
+
+
+def convert_official_higherhrnet(
+    state_dict: Mapping[str, Any], source: str = "<state_dict>"
+) -> dict[str, Any]:
+    """Rename an official HigherHRNet state dict (e.g. ``pose_higher_hrnet_w32_512.pth``) to
+    fusepose names (model ``higherhrnet_w32``). Tensors are not copied or changed.
+
+    ``source`` names the checkpoint file in error messages.
+    """
+    sd = strip_module_prefix(state_dict)
+    if not is_official_higherhrnet(sd):
+        raise CheckpointError(
+            f"{source}: not an official HigherHRNet state dict (missing one of {_OFFICIAL_MARKERS})"
+        )
+    out: dict[str, Any] = {}
+    for name, tensor in sd.items():
+        try:
+            new = official_to_fusepose_name(name)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{source}: {exc}") from None
+        out[new] = tensor
+    return out

@@ -1,0 +1,114 @@
+"""Loss values against hand-computed numbers on tiny tensors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from fusepose.losses import (
+    AELoss,
+    BottomUpLoss,
+    JointsMSELoss,
+    MultiStageJointsMSELoss,
+    ae_loss_per_image,
+    masked_heatmap_mse,
+)
+
+
+def _tag_case():
+    """K=2 joints, 2x2 tag maps. Person 0: joint 0 at (x0,y0) tag 1, joint 1 at (x1,y1) tag 3.
+    Person 1: joint 0 at (x1,y0) tag 0, joint 1 unlabelled. Third slot unused."""
+    k, h, w = 2, 2, 2
+    tags = torch.zeros(1, k, h, w)
+    tags[0, 0, 0, 0] = 1.0
+    tags[0, 1, 1, 1] = 3.0
+    tags[0, 0, 0, 1] = 0.0
+    tj = torch.zeros(1, 3, k, 2, dtype=torch.int64)
+    tj[0, 0, 0] = torch.tensor([0 * h * w + 0 * w + 0, 1])
+    tj[0, 0, 1] = torch.tensor([1 * h * w + 1 * w + 1, 1])
+    tj[0, 1, 0] = torch.tensor([0 * h * w + 0 * w + 1, 1])
+    tj[0, 1, 1] = torch.tensor([5, 0])  # not labelled: index must be ignored
+    return tags, tj
+
+
+def test_ae_push_pull_two_people_by_hand():
+    tags, tj = _tag_case()
+    push, pull = ae_loss_per_image(tags, tj)
+    # means: person0 (1+3)/2 = 2, person1 0. pull = ((1 + 1)/2 + 0) / 2 people = 0.5
+    assert pull.item() == pytest.approx(0.5)
+    # push = sum over ordered pairs n != n' of exp(-(2-0)^2) / (2 N (N-1)) = 2 e^-4 / 4
+    assert push.item() == pytest.approx(math.exp(-4) / 2)
+    push_s, pull_s = AELoss(1e-3, 1e-3)(tags, tj)
+    assert push_s.item() == pytest.approx(1e-3 * math.exp(-4) / 2)
+    assert pull_s.item() == pytest.approx(1e-3 * 0.5)
+
+
+def test_ae_single_person_and_empty_image_and_batch_mean():
+    tags, tj = _tag_case()
+    one = tj.clone()
+    one[0, 1, :, 1] = 0  # only person 0 left
+    empty = torch.zeros_like(tj)
+    push, pull = ae_loss_per_image(tags.repeat(3, 1, 1, 1), torch.cat([tj, one, empty]))
+    assert push.tolist() == pytest.approx([math.exp(-4) / 2, 0.0, 0.0])
+    assert pull.tolist() == pytest.approx([0.5, 1.0, 0.0])
+    p, q = AELoss(1.0, 1.0)(tags.repeat(3, 1, 1, 1), torch.cat([tj, one, empty]))
+    assert p.item() == pytest.approx(math.exp(-4) / 6)
+    assert q.item() == pytest.approx(1.5 / 3)
+
+
+def test_ae_identical_tags_push_is_half_and_gradients_flow():
+    # two people with the same mean tag: exp(0) = 1 per ordered pair -> 2 / (2*2*1) = 0.5
+    tags = torch.zeros(1, 1, 1, 2, requires_grad=True)
+    tj = torch.tensor([[[[0, 1]], [[1, 1]]]])
+    push, pull = ae_loss_per_image(tags, tj)
+    assert push.item() == pytest.approx(0.5)
+    assert pull.item() == 0.0
+    push.sum().backward()
+    assert tags.grad is not None
+
+
+def test_masked_mse_by_hand():
+    pred = torch.zeros(1, 2, 2, 2)
+    target = torch.ones(1, 2, 2, 2)
+    target[0, 1] = 3.0  # joint 1 error 9 per pixel
+    mask = torch.tensor([[[1.0, 0.0], [1.0, 1.0]]])
+    # (3 * 1 + 3 * 9) / (2 * 2 * 2) = 30 / 8
+    assert masked_heatmap_mse(pred, target, mask).item() == pytest.approx(30 / 8)
+    assert masked_heatmap_mse(pred, target, None).item() == pytest.approx(40 / 8)
+
+
+def test_joints_mse_target_weight_by_hand():
+    pred = torch.full((1, 2, 2, 2), 2.0)
+    target = torch.zeros(1, 2, 2, 2)
+    weights = torch.tensor([[1.0, 0.0]])
+    # joint 0: mse 4; joint 1 weight 0 -> 0; 0.5 * mean over joints = 0.5 * (4 + 0) / 2
+    assert JointsMSELoss()(pred, target, weights).item() == pytest.approx(1.0)
+    assert JointsMSELoss(use_target_weight=False)(pred, target, weights).item() == pytest.approx(2.0)
+    total, parts = MultiStageJointsMSELoss()((pred, pred * 0.5), target, weights)
+    # stage 2 is pred/2 = 1 -> mse 1 -> 0.25
+    assert [p.item() for p in parts] == pytest.approx([1.0, 0.25])
+    assert total.item() == pytest.approx(1.25)
+
+
+def test_bottom_up_loss_total_and_fp32_under_autocast():
+    k = 2
+    tags, tj = _tag_case()
+    out_q = torch.zeros(1, 2 * k, 2, 2)
+    out_q[:, k:] = tags
+    out_h = torch.zeros(1, k, 4, 4)
+    batch = {
+        "heatmaps": [torch.ones(1, k, 2, 2), torch.ones(1, k, 4, 4) * 2],
+        "masks": [torch.ones(1, 2, 2), torch.ones(1, 4, 4)],
+        "tag_joints": tj,
+    }
+    loss = BottomUpLoss(k)
+    total, parts = loss((out_q, out_h), batch)
+    expected = 1.0 + 4.0 + 1e-3 * math.exp(-4) / 2 + 1e-3 * 0.5
+    assert total.item() == pytest.approx(expected)
+    assert parts["heatmap_s4"].item() == pytest.approx(1.0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        t2, _ = loss((out_q.bfloat16(), out_h.bfloat16()), batch)
+    assert t2.dtype == torch.float32
+    assert t2.item() == pytest.approx(expected, rel=1e-3)
