@@ -271,3 +271,19 @@ def test_multi_scale_merge(coco_dir):
     assert tags.shape[0] == 2
     poses, _ = codec.group(hm, tags)
     _check_grouping(poses, kp, tol=6.0)
+
+
+def test_decode_batch_torch_equals_single(coco_dir):
+    codec = _codec()
+    _, images = _images(coco_dir)
+    _, _, (w_in, h_in), kp, _ = images[1]
+    q, h = codec.ideal_outputs(kp, input_size=(h_in, w_in))
+    q2, h2 = codec.ideal_outputs(kp[:1], input_size=(h_in, w_in))
+    batch = codec.decode_batch(
+        torch.from_numpy(np.stack([q, q2])), torch.from_numpy(np.stack([h, h2]))
+    )
+    assert len(batch) == 2 and len(batch[1][0]) == 1
+    for (p, s), (qq, hh) in zip(batch, [(q, h), (q2, h2)], strict=True):
+        p_ref, s_ref = codec.decode(qq, hh)
+        np.testing.assert_array_equal(p, p_ref)
+        np.testing.assert_array_equal(s, s_ref)

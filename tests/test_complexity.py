@@ -21,6 +21,7 @@ from fusepose.benchmark.complexity import (
     count_macs_repo,
     count_params,
     measure,
+    measure_registered,
 )
 from fusepose.cli.main import main as cli_main
 from fusepose.registry import ModelInfo, create_model, list_models
@@ -82,8 +83,11 @@ def test_compare_with_paper_reasons():
     at256 = Complexity((256, 256), 4_657_000, 3_135_000_000, 3_465_000_000, None)
     agrees, reason = compare_with_paper(info, at512, {(256, 256): at256})
     assert agrees is False
-    assert "params 4.66 M vs paper 19.9 M" in reason
-    assert "at 256x256" in reason and "§3.9" in reason
+    assert reason.startswith("params 4.66 vs 19.9 M, GMACs 12.54 (flopcounter) vs 2.95")
+    assert "match ours at 256x256 (3.13 G, flopcounter)" in reason and "§3.9" in reason
+    # a size whose count is not within 10 % of the paper's is no explanation
+    far = Complexity((256, 256), 4_657_000, 6_540_000_000, 6_960_000_000, None)
+    assert "256x256" not in compare_with_paper(info, at512, {(256, 256): far})[1]
     ok = ModelInfo("y", "top_down", (256, 192), paper={"params_m": 1.5, "gflops": 1.7})
     c = Complexity((256, 192), 1_520_000, 1_610_000_000, 1_610_000_000, None)
     assert compare_with_paper(ok, c) == (True, "")
@@ -104,11 +108,17 @@ def test_sfm_complexity_near_paper():
     assert math.isclose(c256.macs / c.macs, 4 / 3, rel_tol=1e-3)
 
 
+def test_meta_device_counts_equal_real_forward_counts():
+    real = measure(create_model("sfm_coco_sa"), (128, 96), fvcore=False)
+    meta = measure_registered("sfm_coco_sa", [(128, 96)])[(128, 96)]
+    assert meta == real
+
+
 @pytest.mark.slow
 def test_higherhrnet_w32_published_complexity():
     if "higherhrnet_w32" not in list_models():
         pytest.skip("higherhrnet_w32 is not registered yet")
-    c = measure(create_model("higherhrnet_w32"), (512, 512))
+    c = measure_registered("higherhrnet_w32", [(512, 512)], fvcore=True)[(512, 512)]
     assert math.isclose(c.params / 1e6, 28.645, abs_tol=0.01)  # official module: 28.645 M
     assert math.isclose(c.macs_repo / 1e9, 47.86, abs_tol=0.05)  # README 47.9 (repo convention)
     assert 46.2 <= c.macs / 1e9 <= 46.5
@@ -162,7 +172,7 @@ def test_cli_models_list_and_table(capsys):
     rows = {line.split()[0]: line.split() for line in out.splitlines()[1:] if line}
     assert rows["sfm_coco"][1:4] == ["top_down", "256x192", "17"]
     assert rows["sfm_mpii"][1:4] == ["top_down", "256x256", "16"]
-    assert cli_main(["models", "sfm_coco", "--table", "--markdown", "--no-fvcore"]) == 0
+    assert cli_main(["models", "sfm_coco", "--table", "--markdown"]) == 0
     out = capsys.readouterr().out
     line = next(s for s in out.splitlines() if s.startswith("| sfm_coco "))
     cells = [c.strip() for c in line.strip("|").split("|")]

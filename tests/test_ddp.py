@@ -24,7 +24,7 @@ import torch
 from fusepose.engine.checkpoint import load_checkpoint
 
 SCRIPT = textwrap.dedent(
-    '''
+    """
     import sys
     import torch
     from torch import nn
@@ -77,7 +77,7 @@ SCRIPT = textwrap.dedent(
                              "train.freeze_bn=true", "eval.interval=0", "data.num_workers=0",
                              "runtime.progress=false", "runtime.tensorboard=false"])
     train(cfg, run_dir=run_dir, model=Toy(), train_set=Data())
-    '''
+    """
 )
 
 
@@ -87,13 +87,30 @@ def test_two_process_gloo_equals_one_process(tmp_path):
     script.write_text(SCRIPT)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env.pop("WORLD_SIZE", None)
-    one = subprocess.run([sys.executable, str(script), str(tmp_path / "one"), "8"],
-                         env=env, capture_output=True, text=True, timeout=180)
+    one = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "one"), "8"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert one.returncode == 0, one.stderr
     two = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         str(script), str(tmp_path / "two"), "4"],
-        env=env, capture_output=True, text=True, timeout=180,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(script),
+            str(tmp_path / "two"),
+            "4",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert two.returncode == 0, two.stderr[-3000:]
     a = load_checkpoint(tmp_path / "one" / "last.pth")

@@ -40,8 +40,10 @@ def test_metadata_round_trips_through_an_onnx_file(tmp_path, sfm_onnx):
     _, src = sfm_onnx
     path = tmp_path / "copy.onnx"
     path.write_bytes(src.read_bytes())
-    codec = {"type": "AssociativeEmbeddingCodec",
-             "kwargs": {"num_keypoints": 17, "input_size": 512, "flip_index": COCO17.flip_index}}
+    codec = {
+        "type": "AssociativeEmbeddingCodec",
+        "kwargs": {"num_keypoints": 17, "input_size": 512, "flip_index": COCO17.flip_index},
+    }
     props = build_metadata(
         model_name="lmfnet", kind="bottom_up", num_keypoints=17, input_name="input",
         input_shape=["B", 3, "H", "W"], outputs=output_spec("bottom_up", 17, ("H", "W")),
@@ -125,10 +127,10 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
-@pytest.mark.slow
 def test_cli_export_checks_against_pytorch(tmp_path):
     out = tmp_path / "sfm.onnx"
-    proc = _cli("export", "sfm_coco", "--random-weights", "--output", str(out), "--input", "128", "96")
+    proc = _cli("export", "sfm_coco", "--random-weights", "--output", str(out), "--input", "128",
+                "96", "--threads", "1")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "max abs diff" in proc.stdout and "ok" in proc.stdout
     diff = float(proc.stdout.split("max abs diff ")[1].split()[0])

@@ -85,7 +85,9 @@ def test_joints_mse_target_weight_by_hand():
     weights = torch.tensor([[1.0, 0.0]])
     # joint 0: mse 4; joint 1 weight 0 -> 0; 0.5 * mean over joints = 0.5 * (4 + 0) / 2
     assert JointsMSELoss()(pred, target, weights).item() == pytest.approx(1.0)
-    assert JointsMSELoss(use_target_weight=False)(pred, target, weights).item() == pytest.approx(2.0)
+    assert JointsMSELoss(use_target_weight=False)(pred, target, weights).item() == pytest.approx(
+        2.0
+    )
     total, parts = MultiStageJointsMSELoss()((pred, pred * 0.5), target, weights)
     # stage 2 is pred/2 = 1 -> mse 1 -> 0.25
     assert [p.item() for p in parts] == pytest.approx([1.0, 0.25])

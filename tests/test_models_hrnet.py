@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
@@ -264,9 +265,14 @@ _DOC_PARAMS_M = {
 }
 
 
+@functools.cache
+def _registered_params(name: str) -> int:
+    return nparams(create_model(name))
+
+
 @pytest.mark.parametrize("name", sorted(_DOC_PARAMS_M))
 def test_param_counts_match_architecture_doc(name):
-    n = nparams(create_model(name))
+    n = _registered_params(name)
     assert round(n / 1e6, 3) == _DOC_PARAMS_M[name], n
 
 
@@ -275,13 +281,13 @@ def test_higherhrnet_w32_param_count_official(shared_data):
 
     ref = json.loads((shared_data / "official_reference" /
                       "higherhrnet_w32_official_reference.json").read_text())  # fmt: skip
-    n = nparams(create_model("higherhrnet_w32"))
+    n = _registered_params("higherhrnet_w32")
     assert abs(n - 28.645e6) / 28.645e6 < 0.005
     assert n == ref["num_parameters"] == 28_645_331
 
 
 def test_ablation_direction_table3():
-    p = {name: nparams(create_model(name)) for name in _DOC_PARAMS_M}
+    p = {name: _registered_params(name) for name in _DOC_PARAMS_M}
     assert p["lmfnet"] < p["higherhrnet_w32_ghost"] < p["higherhrnet_w32_shuffle"]
     assert p["higherhrnet_w32_shuffle"] < p["higherhrnet_w32"]
     assert p["lmfnet_lite"] < p["lmfnet"] < p["lmfnet_paper"] < p["higherhrnet_w32"]
@@ -303,3 +309,35 @@ def test_bad_options_raise_config_error():
         create_model("lmfnet", colour="red")
     with pytest.raises(ConfigError, match="stage1_block"):
         create_model("lmfnet", stage1_block="nope")
+
+
+def test_input_size_must_be_multiple_of_32():
+    model = create_model("lmfnet", modules=(1, 1, 1), blocks_per_branch=1).eval()
+    with pytest.raises(ValueError, match="multiples of 32"):
+        model(torch.randn(1, 3, 64, 80))
+
+
+# architecture.md §3.10, GMACs at 256x256 in the HRNet-repository convention, which multiplies the
+# transposed conv (66 -> 32, 4x4) by its *output* grid (128x128) instead of its input grid
+# (64x64): over-count = 66 * 32 * 16 * (128 * 128 - 64 * 64) MACs.
+_DOC_GMACS_256_REPO = {
+    "higherhrnet_w32": 11.97,
+    "higherhrnet_w32_shuffle": 10.80,
+    "higherhrnet_w32_ghost": 4.63,
+    "lmfnet": 3.47,
+    "lmfnet_lite": 2.35,
+}
+_DECONV_OVERCOUNT_256 = 66 * 32 * 16 * (128 * 128 - 64 * 64)
+
+
+@pytest.mark.parametrize("name", sorted(_DOC_GMACS_256_REPO))
+def test_macs_at_256_match_architecture_doc(name):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = create_model(name).eval()
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(torch.randn(1, 3, 256, 256))
+    macs = counter.get_total_flops() / 2  # FlopCounterMode counts a multiply-add as 2 FLOPs
+    expected = _DOC_GMACS_256_REPO[name] * 1e9 - _DECONV_OVERCOUNT_256
+    assert macs == pytest.approx(expected, rel=3e-3), macs / 1e9

@@ -140,7 +140,7 @@ def test_hsa_global_matches_hand_computed_nonlocal():
 
 
 def test_hsa_rejects_unknown_mode():
-    with pytest.raises(ValueError, match="mode"):
+    with pytest.raises(ConfigError, match="mode"):
         HSA("secondorder")
 
 
@@ -251,3 +251,20 @@ def test_sfm_num_keypoints_override_and_config_errors():
     assert sa.config.attention == "spatial"
     assert all(m.mode == "spatial" for m in sa.modules() if isinstance(m, HSA))
     assert create_model("sfm_mpii_noatt").config.attention == "none"
+
+
+def test_sfm_attention_maps_recorded_per_decoder_node():
+    from fusepose.models import attention_modules
+
+    model = create_model("sfm_coco").eval()
+    mods = dict(attention_modules(model))
+    assert len(mods) == 8 and all(isinstance(m, HSA) for m in mods.values())
+    for m in mods.values():
+        m.record_maps = True
+    model(torch.randn(1, 3, 128, 96))
+    # decoder levels 0..3 of each pyramid run at 32x24, 16x12, 8x6, 4x3 for a 128x96 input
+    grids = sorted({tuple(m.last_maps["second"].shape) for m in mods.values()})
+    assert grids == [(1, 1, 4, 3), (1, 1, 8, 6), (1, 1, 16, 12), (1, 1, 32, 24)]
+    for m in mods.values():
+        assert m.last_maps["first"].shape == m.last_maps["second"].shape
+        assert ((m.last_maps["second"] > 0) & (m.last_maps["second"] < 1)).all()

@@ -103,3 +103,14 @@ def test_non_official_state_dicts_are_rejected(reference):
     sd["stage2.0.extra.weight"] = torch.zeros(1)
     with pytest.raises(CheckpointError, match=r"ckpt\.pth.*stage2\.0\.extra\.weight"):
         convert_official_higherhrnet(sd, source="ckpt.pth")
+
+
+def test_load_weights_accepts_official_checkpoint(reference, tmp_path):
+    checkpoint = pytest.importorskip("fusepose.engine.checkpoint")
+    path = tmp_path / "pose_higher_hrnet_w32_512.pth"
+    sd = {f"module.{k}": v for k, v in _fill(reference).items()}
+    torch.save(sd, path)
+    model = create_model("higherhrnet_w32")
+    checkpoint.load_weights(model, path, strict=True)
+    got = model.state_dict()["head.deconv_layers.0.blocks.3.conv2.weight"]
+    assert torch.equal(got, sd["module.deconv_layers.0.4.0.conv2.weight"])

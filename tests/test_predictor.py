@@ -14,7 +14,7 @@ import fusepose
 from fusepose.data.transforms import affine_points, top_down_warp
 from fusepose.errors import CheckpointError, ConfigError, SourceError
 from fusepose.inference.gt_outputs import bottom_up_gt_hook, top_down_gt_hook
-from fusepose.inference.predictor import ImageIds, Predictor, letterbox_matrix
+from fusepose.inference.predictor import ImageIds, Predictor, letterbox_matrix, oks_nms
 from fusepose.inference.sources import iter_frames
 
 K = 17
@@ -132,20 +132,33 @@ def test_bottom_up_gt_round_trip_on_real_images(coco_dir, coco_gt):
             assert min(err) < 2.0, (image["file_name"], err)
 
 
-def test_bottom_up_flip_and_multiscale_round_trip(coco_dir, coco_gt):
-    """Flip (un-flip + permute + concatenated tags) and a second scale keep every GT person."""
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"flip": True, "input_size": 256},
+        {"scales": (1.0, 0.5), "input_size": 256},
+        {"input_size": (256, 320)},  # fixed-size letterbox input (as a fixed-shape ONNX file)
+    ],
+)
+def test_bottom_up_flip_multiscale_letterbox_round_trip(coco_dir, coco_gt, kwargs):
+    """Flip (un-flip + permute + concatenated tags), a second scale and the letterbox warp
+    all keep every GT person on its keypoints.
+
+    Tolerance in input pixels: 1.5 (stride-4 truncation of the targets + the 0.25 adjust);
+    2.0 with the 0.5 scale, whose targets are truncated at 8 base-input pixels and whose
+    bilinear projection to the base size adds the official half-pixel offset."""
     image = coco_gt["images"][1]
     kp, _ = people(coco_gt, image)
-    for kwargs in ({"flip": True}, {"scales": (1.0, 0.5)}):
-        pred = Predictor(fusepose.create_model("lmfnet_lite"), input_size=256, **kwargs)
-        pred._net = zero_bottom_up
-        pred.output_hook = bottom_up_gt_hook(pred, kp)
-        res = pred(coco_dir / image["file_name"])
-        # input 256 for a 333-pixel short side: one input pixel is 1.3 original pixels
-        for person in kp:
-            vis = person[:, 2] > 0
-            err = [np.abs(i.keypoints[vis] - person[vis, :2]).max() for i in res]
-            assert min(err) < 2.0 * 333 / 256, (kwargs, err)
+    pred = Predictor(fusepose.create_model("lmfnet_lite"), **kwargs)
+    pred._net = zero_bottom_up
+    pred.output_hook = bottom_up_gt_hook(pred, kp)
+    res = pred(coco_dir / image["file_name"])
+    m, _size = pred.warp_matrix((image["height"], image["width"]))
+    px = 1.0 / m[0, 0]  # original pixels per input pixel
+    for person in kp:
+        vis = person[:, 2] > 0
+        err = [np.abs(i.keypoints[vis] - person[vis, :2]).max() for i in res]
+        assert min(err) < (2.0 if "scales" in kwargs else 1.5) * px, (kwargs, err)
 
 
 @pytest.mark.parametrize("flip", [False, True])
@@ -188,6 +201,15 @@ def test_top_down_with_bottom_up_detector(coco_dir, coco_gt):
         assert min(d) < 3.0
 
 
+def test_detector_by_name_must_be_bottom_up():
+    pred = Predictor("sfm_coco", allow_random_weights=True, detector="lmfnet_lite")
+    assert pred.detector is not None and pred.detector.kind == "bottom_up"
+    with pytest.raises(ConfigError, match="bottom-up"):
+        Predictor("sfm_coco", allow_random_weights=True, detector="sfm_coco_noatt")
+    with pytest.raises(CheckpointError, match="no weights"):
+        Predictor("sfm_coco", allow_random_weights=False, detector="lmfnet_lite")
+
+
 def test_det_file_boxes_by_image_id(coco_dir, coco_gt):
     dets = json.loads((coco_dir / "test_coco_det_AP_H_56.json").read_text())
     image = coco_gt["images"][0]
@@ -205,6 +227,23 @@ def test_top_down_without_boxes_is_an_error(coco_dir):
     pred = Predictor("sfm_coco", allow_random_weights=True)
     with pytest.raises(ConfigError, match="person boxes"):
         pred(coco_dir / "000000000785.jpg")
+
+
+def test_oks_nms_drops_duplicates_only():
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0, 100, (K, 2))
+    b = a + 40.0  # another person
+    kps = np.stack([a, a + 0.5, b])  # a near-duplicate of a
+    sig = fusepose.get_skeleton("coco").sigmas
+    assert oks_nms(kps, np.array([0.8, 0.9, 0.7]), np.full(3, 100.0**2), sig, 0.9) == [1, 2]
+    # OKS of the duplicate pair by hand: mean_k exp(-0.5 / (2 * area * (2 sigma_k)^2))
+    oks = np.mean(np.exp(-0.5 / (2 * 100.0**2 * (2 * np.array(sig)) ** 2)))
+    assert oks > 0.9
+    assert oks_nms(kps, np.array([0.8, 0.9, 0.7]), np.full(3, 100.0**2), sig, oks + 1e-3) == [
+        1,
+        0,
+        2,
+    ]
 
 
 # ------------------------------------------------------------------------------ sources

@@ -16,7 +16,7 @@ import torch
 from fusepose.engine.checkpoint import load_checkpoint
 
 SCRIPT = textwrap.dedent(
-    '''
+    """
     import os, signal, sys
     import torch
     from torch import nn
@@ -79,7 +79,7 @@ SCRIPT = textwrap.dedent(
     t = KillingTrainer(cfg, run_dir=run_dir, model=Toy(), train_set=Data())
     t.resume("auto")
     t.fit()
-    '''
+    """
 )
 
 
@@ -89,7 +89,10 @@ def _run(script: Path, run_dir: Path, workers: int, kill_at: int | None):
         env["KILL_AT"] = str(kill_at)
     return subprocess.run(
         [sys.executable, str(script), str(run_dir), str(workers)],
-        env=env, capture_output=True, text=True, timeout=120,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

@@ -108,8 +108,13 @@ def test_validation_keeps_best_checkpoint(tmp_path):
     def evaluator(model, cfg, device):
         return {"AP": next(scores)}
 
-    train(_cfg("eval.interval=1"), run_dir=tmp_path, model=ToyBottomUp(), train_set=ToyData(),
-          evaluator=evaluator)
+    train(
+        _cfg("eval.interval=1"),
+        run_dir=tmp_path,
+        model=ToyBottomUp(),
+        train_set=ToyData(),
+        evaluator=evaluator,
+    )
     best = load_checkpoint(tmp_path / "best.pth")
     assert best["best_metric"] == 0.5 and best["epoch"] == 2
     assert load_checkpoint(tmp_path / "last.pth")["epoch"] == 3
@@ -121,15 +126,20 @@ def test_non_finite_loss_stops_with_message(tmp_path):
     def nan_loss(outputs, batch):
         return outputs[0].sum() * float("nan"), {}
 
-    t = Trainer(_cfg(), run_dir=tmp_path, model=ToyBottomUp(), train_set=ToyData(),
-                loss_fn=nan_loss)
+    t = Trainer(
+        _cfg(), run_dir=tmp_path, model=ToyBottomUp(), train_set=ToyData(), loss_fn=nan_loss
+    )
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at epoch 1, step 1"):
         t.fit()
 
 
 def test_ema_and_clip_run(tmp_path):
-    t = Trainer(_cfg("train.ema_decay=0.9", "train.clip_grad_norm=1.0", "train.epochs=1"),
-                run_dir=tmp_path, model=ToyBottomUp(), train_set=ToyData())
+    t = Trainer(
+        _cfg("train.ema_decay=0.9", "train.clip_grad_norm=1.0", "train.epochs=1"),
+        run_dir=tmp_path,
+        model=ToyBottomUp(),
+        train_set=ToyData(),
+    )
     t.fit()
     # EMA weights differ from the live weights but are finite
     live = t.model.q.weight
@@ -139,16 +149,86 @@ def test_ema_and_clip_run(tmp_path):
 
 
 def test_lr_schedules_by_hand():
-    cfg = load_config(None, ["train.epochs=10", "optim.lr=1.0", "schedule.milestones=[2,4]",
-                             "schedule.warmup_iters=10", "schedule.warmup_factor=0.1"])
+    cfg = load_config(
+        None,
+        [
+            "train.epochs=10",
+            "optim.lr=1.0",
+            "schedule.milestones=[2,4]",
+            "schedule.warmup_iters=10",
+            "schedule.warmup_factor=0.1",
+        ],
+    )
     spe = 5
     assert lr_factor(0, cfg, spe) == pytest.approx(0.1)
     assert lr_factor(5, cfg, spe) == pytest.approx(0.55)  # half-way through warm-up
     assert lr_factor(10, cfg, spe) == pytest.approx(0.1)  # epoch 2: first decay
     assert lr_factor(20, cfg, spe) == pytest.approx(0.01)
-    cos = load_config(None, ["train.epochs=2", "optim.lr=1.0", "schedule.name=cosine",
-                             "schedule.min_lr=0.1"])
+    cos = load_config(
+        None, ["train.epochs=2", "optim.lr=1.0", "schedule.name=cosine", "schedule.min_lr=0.1"]
+    )
     assert lr_factor(0, cos, 5) == pytest.approx(1.0)
     assert lr_factor(5, cos, 5) == pytest.approx(0.1 + 0.9 * 0.5)
     assert lr_factor(10, cos, 5) == pytest.approx(0.1)
     assert math.isclose(lr_factor(3, load_config(None, ["schedule.name=constant"]), 5), 1.0)
+
+
+def _cli(*args: str, cwd=None):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run(
+        [sys.executable, "-m", "fusepose.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=cwd,
+    )
+
+
+def test_cli_bad_config_key_is_one_line_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  epochz: 3\n")
+    r = _cli("train", str(bad), "--out", str(tmp_path / "run"))
+    assert r.returncode == 2
+    assert "bad.yaml" in r.stderr and "train.epochz" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+def test_cli_train_real_lmfnet_on_synthetic_then_resume(tmp_path):
+    """`fusepose train` with the registry model, COCO-format synthetic data, the codec, the
+    collate, validation through the Predictor + pycocotools; then `--resume auto` continues."""
+    from pathlib import Path
+
+    from fusepose.data.synth import generate_synthetic
+
+    paths = generate_synthetic(tmp_path / "synth", 6, seed=0, size=64, val_fraction=0.34)
+    config = Path(__file__).resolve().parents[1] / "configs" / "lmfnet_synth-128_1xb8-8e.yaml"
+    common = [
+        "--out", str(tmp_path / "run"),
+        "--set", f"data.train_ann={paths['train']}",
+        "--set", f"data.train_images={paths['images']}",
+        "--set", f"data.val_ann={paths['val']}",
+        "--set", f"data.val_images={paths['images']}",
+        "--set", "data.input_size=[64,64]",
+        "--set", "train.batch_size=2",
+        "--set", "eval.interval=1",
+        "--set", "runtime.progress=false",
+    ]  # fmt: skip
+    r = _cli("train", str(config), *common, "--set", "train.epochs=1")
+    assert r.returncode == 0, r.stderr[-3000:]
+    ck = load_checkpoint(tmp_path / "run" / "last.pth")
+    assert (ck["epoch"], ck["global_step"], ck["model_name"]) == (1, 2, "lmfnet")
+    rows = list(csv.DictReader(open(tmp_path / "run" / "train.csv")))
+    assert len(rows) == 1 and 0.0 <= float(rows[0]["val_AP"]) <= 1.0
+    assert (tmp_path / "run" / "best.pth").is_file()
+    r = _cli("train", str(config), *common, "--set", "train.epochs=2", "--resume", "auto")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resumed from" in r.stderr
+    ck = load_checkpoint(tmp_path / "run" / "last.pth")
+    assert (ck["epoch"], ck["global_step"]) == (2, 4)
+    assert len(list(csv.DictReader(open(tmp_path / "run" / "train.csv")))) == 2

@@ -89,6 +89,7 @@ def test_visualize_cli_writes_pngs(tmp_path, coco_dir):
                str(coco_dir / "000000196141.jpg"), "--out", str(tmp_path), "--box",
                "250", "60", "120", "300"])  # fmt: skip
     assert rc == 0
+    assert len(list((tmp_path / "attention").glob("*.png"))) >= 2
     for name in ("poses.png", "heatmaps.png", "attention.png"):
         img = cv2.imread(str(tmp_path / name))
         assert img is not None and img.size > 0, name

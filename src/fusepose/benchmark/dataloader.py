@@ -50,8 +50,23 @@ def _dataset(kind: str, data_dir: Path, input_size: int, seed: int):
 def loader_throughput(
     dataset: torch.utils.data.Dataset, workers: int, batch_size: int = 8, max_batches: int = 0
 ) -> dict[str, float]:
-    """Samples per second of one pass (after the first batch) with ``workers`` processes."""
+    """Samples per second of one pass (after the first batch) with ``workers`` processes.
+
+    The main process runs with one torch thread, like DataLoader workers: with several, the
+    batch ``torch.stack`` in ``collate`` fights the loading for the cores (measured 3x slower
+    for ``workers=0`` on a busy 2-core machine).
+    """
     from fusepose.data import collate
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _throughput(dataset, workers, batch_size, max_batches, collate)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _throughput(dataset, workers: int, batch_size: int, max_batches: int, collate) -> dict:
 
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate
@@ -77,7 +92,8 @@ def loader_throughput(
 def decode_time(
     num_people: int = 10, size: int = 512, repeats: int = 20, seed: int = 0, flip: bool = False
 ) -> dict[str, float]:
-    """Median / min ms of decoding a perfect network's output for ``num_people`` people."""
+    """Median / min wall ms (and median CPU ms) of decoding a perfect network's output for
+    ``num_people`` synthetic people (some joints out of frame, so refine runs too)."""
     cfg = SynthConfig(size=size, min_people=num_people, max_people=num_people, max_torso=0.2)
     _, anns = render_image(np.random.default_rng([seed, 10_000]), cfg)
     kp = np.stack([a["keypoints"] for a in anns])
@@ -90,14 +106,17 @@ def decode_time(
         fh = np.ascontiguousarray(out_h[fi][:, :, ::-1])
         flip_args = (fq, fh)
     poses, _ = codec.decode(out_q, out_h, *flip_args)  # warm-up
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         codec.decode(out_q, out_h, *flip_args)
         times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
     return {
         "median_ms": 1000 * float(np.median(times)),
         "min_ms": 1000 * float(np.min(times)),
+        # CPU time of this process (all its threads): less sensitive to a busy machine
+        "cpu_median_ms": 1000 * float(np.median(cpu)),
         "people_annotated": len(kp),
         "people_with_keypoints": int((kp[..., 2] > 0).any(-1).sum()),
         "people_decoded": len(poses),

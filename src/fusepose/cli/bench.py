@@ -33,15 +33,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("torch", "onnx"), default="torch")
     parser.add_argument("--onnx", metavar="FILE", help="exported model for --backend onnx")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch and ORT)")
-    parser.add_argument("--input", type=int, nargs="+", metavar="SIZE", default=None,
-                        help="bottom-up: short side or H W; top-down: H W")
+    parser.add_argument(
+        "--input",
+        type=int,
+        nargs="+",
+        metavar="SIZE",
+        default=None,
+        help="bottom-up: short side or H W; top-down: H W",
+    )
     parser.add_argument("--image", help="benchmark image (default: COCO 000000196141.jpg)")
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--flip", action="store_true")
     parser.add_argument("--compare", metavar="MODEL2", help="second model, interleaved")
-    parser.add_argument("--gt-outputs", action="store_true",
-                        help="bottom-up decode on GT-rendered maps (realistic peak count)")
+    parser.add_argument(
+        "--gt-outputs",
+        action="store_true",
+        help="bottom-up decode on GT-rendered maps (realistic peak count)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", metavar="FILE", help="write the summary here")
 
@@ -114,8 +123,10 @@ def run(args: argparse.Namespace) -> int:
         s = res.summary()
         s.update(backend=p.backend, kind=p.kind, input_size=p.input_size)
         summary["models"][res.label] = s
-        print(f"{res.label:<24} {s['preprocess_ms']:8.1f} {s['network_ms']:9.1f} "
-              f"{s['decode_ms']:8.1f} {s['total_ms']:9.1f} {s['total_min_ms']:9.1f} {res.people}")
+        print(
+            f"{res.label:<24} {s['preprocess_ms']:8.1f} {s['network_ms']:9.1f} "
+            f"{s['decode_ms']:8.1f} {s['total_ms']:9.1f} {s['total_min_ms']:9.1f} {res.people}"
+        )
     if len(results) == 2:
         speedup = results[1].median("total_ms") / results[0].median("total_ms")
         summary["speedup"] = round(speedup, 4)

@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"decode {args.input_size}x{args.input_size} {d['people_annotated']} people ({name}): "
             f"median {d['median_ms']:.1f} ms, min {d['min_ms']:.1f} ms, "
+            f"CPU {d['cpu_median_ms']:.1f} ms, "
             f"{d['people_decoded']} decoded"
         )
     if args.json:

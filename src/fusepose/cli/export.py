@@ -22,11 +22,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", "-o", required=True, help="ONNX file to write")
     parser.add_argument("--opset", type=int, default=17)
     parser.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
-    parser.add_argument("--input", type=int, nargs=2, metavar=("H", "W"), default=None,
-                        help="traced input size (default: the model's paper input size)")
-    parser.add_argument("--tol", type=float, default=1e-3,
-                        help="max abs difference allowed between ONNX Runtime and PyTorch")
+    parser.add_argument(
+        "--input",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        default=None,
+        help="traced input size (default: the model's paper input size)",
+    )
+    parser.add_argument(
+        "--tol",
+        type=float,
+        default=1e-3,
+        help="max abs difference allowed between ONNX Runtime and PyTorch",
+    )
     parser.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime check")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch and ORT)")
 
 
 def load_model(args: argparse.Namespace):
@@ -53,6 +64,10 @@ def load_model(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from fusepose.export.package import compare_onnx, default_export_size, export_model
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     model = load_model(args)
     hw = tuple(args.input) if args.input else default_export_size(model)
     try:
@@ -65,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
           f"{', dynamic' if args.dynamic else ''}, opset {args.opset})")  # fmt: skip
     if args.no_check:
         return 0
-    diff = compare_onnx(model, args.output, hw)
+    diff = compare_onnx(model, args.output, hw, num_threads=args.threads)
     ok = diff <= args.tol
     print(f"onnxruntime vs pytorch: max abs diff {diff:.3e} ({'ok' if ok else 'FAIL'}, "
           f"tol {args.tol:g})")  # fmt: skip

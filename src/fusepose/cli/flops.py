@@ -27,21 +27,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fusepose.benchmark.complexity import measure
-    from fusepose.registry import create_model, get_model_info
+    from fusepose.benchmark.complexity import measure_registered
+    from fusepose.registry import get_model_info
 
     try:
         info = get_model_info(args.model)
     except KeyError as e:
         raise ConfigError(f"MODEL: {e.args[0]}") from None
     overrides = {} if args.num_keypoints is None else {"num_keypoints": args.num_keypoints}
-    model = create_model(args.model, **overrides)
     size = tuple(args.input) if args.input else tuple(info.input_size)
     if min(size) < 1:
         raise ConfigError(f"--input: H and W must be positive, got {size}")
-    c = measure(model, size, fvcore=not args.no_fvcore)
+    c = measure_registered(args.model, [size], fvcore=not args.no_fvcore, **overrides)[size]
     d = c.to_dict()
-    print(f"model    {args.model} ({info.kind}, K={model.info.num_keypoints}) "
+    k = overrides.get("num_keypoints", info.num_keypoints)
+    print(f"model    {args.model} ({info.kind}, K={k}) "
           f"input {size[0]}x{size[1]}, batch 1, eval, one forward")  # fmt: skip
     print(f"params   {c.params / 1e6:.3f} M ({c.params:,})")
     for key in ("gmacs", "gmacs_repo", "gmacs_fvcore"):

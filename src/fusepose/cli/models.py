@@ -13,7 +13,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="params and GMACs at each paper's input size beside the paper's figures",
     )
     parser.add_argument("--markdown", action="store_true", help="with --table: a markdown table")
-    parser.add_argument("--no-fvcore", action="store_true", help="with --table: skip fvcore")
+    parser.add_argument(
+        "--fvcore",
+        action="store_true",
+        help="with --table: add fvcore's count (one real CPU forward per row: slow)",
+    )
 
 
 def _fmt(value: object, spec: str = ".2f") -> str:
@@ -58,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
     from fusepose.benchmark.complexity import zoo_table
 
-    table = zoo_table(args.pattern, fvcore=not args.no_fvcore, progress=lambda x: tqdm(x, "models"))
+    table = zoo_table(args.pattern, fvcore=args.fvcore, progress=lambda x: tqdm(x, "models"))
     header = ["name", "input", "params M", "GMACs", "GMACs repo", "GMACs fvcore",
               "paper M", "paper G", "agree", "reason"]  # fmt: skip
     rows = []

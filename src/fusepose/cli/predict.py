@@ -23,30 +23,51 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", nargs="?", help="registered model name (see `fusepose models`)")
     w = parser.add_mutually_exclusive_group()
     w.add_argument("--weights", help="checkpoint file (fusepose, state dict or official)")
-    w.add_argument("--random-weights", action="store_true",
-                   help="run with random weights (smoke tests only: output is meaningless)")
+    w.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="run with random weights (smoke tests only: output is meaningless)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
-    parser.add_argument("--source", required=True,
-                        help="image, folder of images, video file, or webcam index (0, 1, ...)")
+    parser.add_argument(
+        "--source",
+        required=True,
+        help="image, folder of images, video file, or webcam index (0, 1, ...)",
+    )
     parser.add_argument("--save-vis", metavar="DIR", help="write drawn images (and videos) here")
     parser.add_argument("--save-json", metavar="FILE", help="write COCO-format results here")
     parser.add_argument("--ann", metavar="FILE", help="COCO JSON giving the image ids by file name")
-    parser.add_argument("--kpt-thr", type=float, default=0.3, help="draw keypoints above this score")
+    parser.add_argument(
+        "--kpt-thr", type=float, default=0.3, help="draw keypoints above this score"
+    )
     parser.add_argument("--backend", choices=("torch", "onnx"), default="torch")
     parser.add_argument("--onnx", metavar="FILE", help="exported model for --backend onnx")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads")
     parser.add_argument("--flip", action="store_true", help="flip test")
-    parser.add_argument("--scales", type=float, nargs="+", default=[1.0],
-                        help="bottom-up test scales, e.g. 0.5 1 2")
-    parser.add_argument("--input-size", type=int, nargs="+", default=None,
-                        help="bottom-up: short side (one int) or H W; top-down: H W")
+    parser.add_argument(
+        "--scales", type=float, nargs="+", default=[1.0], help="bottom-up test scales, e.g. 0.5 1 2"
+    )
+    parser.add_argument(
+        "--input-size",
+        type=int,
+        nargs="+",
+        default=None,
+        help="bottom-up: short side (one int) or H W; top-down: H W",
+    )
     parser.add_argument("--det-file", help="COCO detection JSON with person boxes (top-down)")
     parser.add_argument("--detector", help="bottom-up model giving person boxes (top-down)")
     parser.add_argument("--detector-weights", help="weights of --detector")
+    parser.add_argument(
+        "--oks-nms",
+        type=float,
+        default=None,
+        metavar="THR",
+        help="top-down: OKS-NMS over each image's people (HRNet: 0.9)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -76,6 +97,7 @@ def build_predictor(args: argparse.Namespace):
         detector=getattr(args, "detector", None),
         detector_weights=getattr(args, "detector_weights", None),
         det_file=getattr(args, "det_file", None),
+        nms_thr=getattr(args, "oks_nms", None),
     )
 
 

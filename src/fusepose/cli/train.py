@@ -38,6 +38,5 @@ def run(args: argparse.Namespace) -> int:
     if result.get("is_main", True):
         best = result["best_metric"]
         best_s = f", best {cfg.eval.metric} {best:.4f}" if best > float("-inf") else ""
-        print(f"run folder: {result['run_dir']} (last.pth{', best.pth' if best_s else ''})"
-              f"{best_s}")
+        print(f"run folder: {result['run_dir']} (last.pth{', best.pth' if best_s else ''}){best_s}")
     return 0

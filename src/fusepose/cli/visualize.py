@@ -2,7 +2,8 @@
 
 Writes PNGs: ``poses.png`` (decoded people on the image), ``heatmaps.png`` (per-keypoint
 heatmaps over the network input), ``tags.png`` (bottom-up tag maps), ``attention.png`` (one row
-per CBAM / HSA module; HSA shows first- and second-order maps side by side).
+per CBAM / HSA module, at most 12 spread over the network; every module's row is also in
+``attention/NNN_<module>.png``; HSA shows first- and second-order maps side by side).
 """
 
 from __future__ import annotations
@@ -25,10 +26,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", required=True, help="input image")
     parser.add_argument("--out", required=True, help="output folder for the PNGs")
     parser.add_argument("--what", choices=("heatmaps", "tags", "attention", "all"), default="all")
-    parser.add_argument("--box", type=float, nargs=4, metavar=("X", "Y", "W", "H"),
-                        help="person box for top-down models (default: the whole image)")
-    parser.add_argument("--input-size", type=int, nargs="+", default=None,
-                        help="bottom-up: short side or H W; top-down: H W")
+    parser.add_argument(
+        "--box",
+        type=float,
+        nargs=4,
+        metavar=("X", "Y", "W", "H"),
+        help="person box for top-down models (default: the whole image)",
+    )
+    parser.add_argument(
+        "--input-size",
+        type=int,
+        nargs="+",
+        default=None,
+        help="bottom-up: short side or H W; top-down: H W",
+    )
     parser.add_argument("--kpt-thr", type=float, default=0.3)
 
 
@@ -49,7 +60,13 @@ def run(args: argparse.Namespace) -> int:
     from fusepose.visualization.skeleton import draw_poses
 
     image = read_image(args.image)
-    args.backend, args.onnx, args.flip, args.scales, args.threads = "torch", None, False, [1.0], None
+    args.backend, args.onnx, args.flip, args.scales, args.threads = (
+        "torch",
+        None,
+        False,
+        [1.0],
+        None,
+    )
     pred = build_predictor(args)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -93,6 +110,16 @@ def run(args: argparse.Namespace) -> int:
             f = min(1.0, 256.0 / max(warped.shape[:2]))
             small = cv2.resize(warped, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
             rows = [attention_panels(small, mm, name) for name, mm in maps.items()]
+            sub = out_dir / "attention"
+            sub.mkdir(exist_ok=True)
+            for i, ((name, _), row) in enumerate(zip(maps.items(), rows, strict=True)):
+                cv2.imwrite(str(sub / f"{i:03d}_{name.replace('.', '_')}.png"), row)
+            logger.info("wrote %d attention maps to %s", len(rows), sub)
+            # overview: at most 12 modules, evenly spread from first to last
+            pick = sorted(
+                set(np.linspace(0, len(rows) - 1, min(len(rows), 12)).round().astype(int))
+            )
+            rows = [rows[i] for i in pick]
             width = max(r.shape[1] for r in rows)
             rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]
             _write(out_dir / "attention.png", np.concatenate(rows, axis=0))

@@ -19,7 +19,8 @@ Decoding follows ``tools/valid.py`` / ``lib/core/inference.py`` / ``lib/core/gro
    ``detection_threshold``.
 3. :func:`group_joints`: joints in ``joint_order``; Hungarian matching
    (``scipy.optimize.linear_sum_assignment``) with cost ``round(dist) * 100 - score``;
-   a match needs ``dist < tag_threshold``, otherwise the candidate starts a new person.
+   a match needs ``dist < tag_threshold``, otherwise the candidate starts a new person
+   (persons are keyed by their first tag value, as official).
 4. :func:`adjust`: 0.25 px toward the higher neighbour, then + 0.5.
 5. Person score = mean of its K joint scores (missing joints count 0), taken before refine.
 6. :func:`refine`: each missing joint is put at the argmax of
@@ -27,6 +28,11 @@ Decoding follows ``tools/valid.py`` / ``lib/core/inference.py`` / ``lib/core/gro
 
 Output poses are ``(N, K, 3)`` ``[x, y, score]`` in input pixels (the ``+0.5`` of step 4
 included, as official).
+
+Layouts: aggregated heatmaps ``(K, H, W)``, tags ``(L, K, H, W)`` (``L`` = 1, 2 with flip,
+more with multi-scale). :meth:`AssociativeEmbeddingCodec.decode` keeps the tags at the 1/2
+resolution and samples them bilinearly at the peaks (:func:`sample_tags`), which gives the
+values of the official projected maps without resizing all of them.
 """
 
 from __future__ import annotations
@@ -146,11 +152,20 @@ def merge_scales(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Multi-scale test: average heatmaps ``(K, H, W)``, concatenate tags ``(L_i, K, H, W)``.
 
-    All scales must already be projected to the same size (``project_size`` of the 1x scale).
-    The official code concatenates only the 1x scale's tags; pass only the tags you want.
+    All heatmaps must already be projected to the same size (``project_size`` of the 1x
+    scale); tags at a lower resolution are resized to it. The official code concatenates only
+    the 1x scale's tags; pass only the tags you want.
     """
     hms = [h for h, _ in per_scale]
-    return np.mean(hms, axis=0, dtype=np.float32), np.concatenate([t for _, t in per_scale], 0)
+    size = hms[0].shape[1:]
+    if any(h.shape != hms[0].shape for h in hms):
+        raise ValueError(f"merge_scales: heatmap shapes differ: {[h.shape for h in hms]}")
+    tags = []
+    for _, t in per_scale:  # tags kept at output resolution: project them (official)
+        if t.shape[2:] != size:
+            t = np.stack([_resize(t_l, size) for t_l in t])
+        tags.append(t)
+    return np.mean(hms, axis=0, dtype=np.float32), np.concatenate(tags, 0)
 
 
 def _axis_coords(

@@ -132,9 +132,7 @@ def load_weights(model: torch.nn.Module, path: str | os.PathLike, *, strict: boo
     expected = getattr(getattr(model, "info", None), "name", None)
     if isinstance(obj, dict) and "model_name" in obj and "state_dict" in obj:
         if expected is not None and obj["model_name"] != expected:
-            raise CheckpointError(
-                f"{path}: checkpoint is for {obj['model_name']}, not {expected}"
-            )
+            raise CheckpointError(f"{path}: checkpoint is for {obj['model_name']}, not {expected}")
         state = obj["state_dict"]
     elif isinstance(obj, dict) and _looks_like_state_dict(obj.get("state_dict")):
         state = obj["state_dict"]  # e.g. {'state_dict': ...} from other trainers

@@ -44,8 +44,12 @@ class ModelEMA:
                 ema_v.copy_(v)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"state_dict": self.module.state_dict(), "updates": self.updates,
-                "decay": self.decay, "ramp": self.ramp}
+        return {
+            "state_dict": self.module.state_dict(),
+            "updates": self.updates,
+            "decay": self.decay,
+            "ramp": self.ramp,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.module.load_state_dict(state["state_dict"])

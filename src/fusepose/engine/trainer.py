@@ -89,7 +89,9 @@ def lr_factor(it: int, cfg: Config, steps_per_epoch: int) -> float:
     elif s.name == "constant":
         f = 1.0
     else:
-        raise ConfigError(f"schedule.name: unknown schedule {s.name!r} (multistep, cosine, constant)")
+        raise ConfigError(
+            f"schedule.name: unknown schedule {s.name!r} (multistep, cosine, constant)"
+        )
     if s.warmup_iters > 0 and it < s.warmup_iters:
         alpha = it / s.warmup_iters
         f *= s.warmup_factor * (1 - alpha) + alpha
@@ -141,7 +143,11 @@ def default_collate(samples: Sequence[Mapping[str, Any]]) -> Batch:
             out[key] = torch.stack(vals)
         elif isinstance(first, np.ndarray):
             out[key] = torch.from_numpy(np.stack(vals))
-        elif isinstance(first, (list, tuple)) and first and isinstance(first[0], (Tensor, np.ndarray)):
+        elif (
+            isinstance(first, (list, tuple))
+            and first
+            and isinstance(first[0], (Tensor, np.ndarray))
+        ):
             out[key] = [
                 torch.stack([torch.as_tensor(v[j]) for v in vals]) for j in range(len(first))
             ]
@@ -284,8 +290,14 @@ def predict_coco(
         if kind == "top_down" and det_file is None:
             anns = [a for a in index.annotations[iid] if not a.iscrowd]
             boxes = np.array([a.bbox for a in anns], dtype=np.float64).reshape(-1, 4)
-        r = predictor.predict_frame(img, boxes=boxes, image_id=iid)
-        results.extend(r.to_coco(iid))
+        people = predictor.predict_frame(img, boxes=boxes, image_id=iid).to_coco(iid)
+        if kind == "top_down" and det_file is not None and people:
+            # the Predictor already rescored (box x mean confident joint score); HRNet then
+            # removes duplicate detections of one person with OKS-NMS at 0.9
+            from fusepose.evaluation import oks_nms
+
+            people = [people[i] for i in oks_nms(people, 0.9)]
+        results.extend(people)
     return results
 
 
@@ -294,6 +306,11 @@ def evaluate_model(model: nn.Module, cfg: Config, device: torch.device) -> dict[
     from fusepose.evaluation import COCO_KEYS, evaluate_coco
 
     d = cfg.data
+    if d.dataset != "coco":
+        raise ConfigError(
+            f"eval.interval: validation during training scores COCO-format data only, not "
+            f"{d.dataset!r}; set eval.interval=0 and score checkpoints with `fusepose eval`"
+        )
     results = predict_coco(
         model, d.val_ann, d.val_images, input_size=d.input_size, device=device,
         flip=cfg.eval.flip_test, det_file=d.det_file, max_images=d.max_val_images,
@@ -417,8 +434,7 @@ class Trainer:
                     pull_factor=lc.pull_factor,
                 )
             else:
-                loss_fn = build_loss("top_down", self.num_keypoints,
-                                     stage_weights=lc.stage_weights)
+                loss_fn = build_loss("top_down", self.num_keypoints, stage_weights=lc.stage_weights)
         self.loss_fn = loss_fn
 
         rng = None
@@ -439,9 +455,7 @@ class Trainer:
             raise ConfigError(f"data: the training set is empty ({len(train_set)} samples)")
 
         self.evaluator = evaluator
-        self.optimizer = build_optimizer(
-            [p for p in model.parameters() if p.requires_grad], cfg
-        )
+        self.optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
         spe = self.steps_per_epoch
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda it: lr_factor(it, cfg, spe)
@@ -525,9 +539,7 @@ class Trainer:
         )
         if ckpt.get("rng") is not None:
             set_rng_state(ckpt["rng"])
-        log.info(
-            "resumed from %s at epoch %d, step %d", path, self.state.epoch, self.state.step
-        )
+        log.info("resumed from %s at epoch %d, step %d", path, self.state.epoch, self.state.step)
         return True
 
     # --------------------------------------------------------------------------- training
@@ -584,7 +596,9 @@ class Trainer:
             self.ema.update(unwrap(self.ddp))
         out = {"loss": float(loss_value)}
         for k, v in parts.items():
-            out[k] = float(dist_utils.all_reduce_mean(torch.as_tensor(v, device=self.device).float()))
+            out[k] = float(
+                dist_utils.all_reduce_mean(torch.as_tensor(v, device=self.device).float())
+            )
         return out
 
     def train_one_epoch(self) -> dict[str, float]:
@@ -598,8 +612,13 @@ class Trainer:
         if self.main and cfg.runtime.progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=total, initial=start, desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
-                       dynamic_ncols=True, leave=False)
+            bar = tqdm(
+                total=total,
+                initial=start,
+                desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
+                dynamic_ncols=True,
+                leave=False,
+            )
         sums: dict[str, float] = {}
         count = 0
         t0 = time.perf_counter()
@@ -623,8 +642,13 @@ class Trainer:
             if self.main and (self.state.step % max(cfg.train.log_interval, 1) == 0):
                 self.logger.log(
                     "train_steps",
-                    {"epoch": epoch + 1, "step": self.state.step, "global_step":
-                     self.state.global_step, "lr": lr, **parts},
+                    {
+                        "epoch": epoch + 1,
+                        "step": self.state.step,
+                        "global_step": self.state.global_step,
+                        "lr": lr,
+                        **parts,
+                    },
                     self.state.global_step,
                 )
             if interval > 0 and self.state.global_step % interval == 0 and self.state.step < total:
@@ -643,8 +667,10 @@ class Trainer:
             self.evaluator = evaluate_model
         if self.evaluator is None:
             return None
-        model = self.ema.module if (self.ema is not None and self.cfg.eval.use_ema) else unwrap(
-            self.ddp
+        model = (
+            self.ema.module
+            if (self.ema is not None and self.cfg.eval.use_ema)
+            else unwrap(self.ddp)
         )
         metrics = None
         if self.main:
@@ -663,8 +689,13 @@ class Trainer:
         if self.main:
             log.info(
                 "training %s on %s: %d epochs x %d steps, batch %d x %d process(es); run dir %s",
-                self.model_name, self.device, cfg.train.epochs, self.steps_per_epoch,
-                cfg.train.batch_size, self.world, self.run_dir,
+                self.model_name,
+                self.device,
+                cfg.train.epochs,
+                self.steps_per_epoch,
+                cfg.train.batch_size,
+                self.world,
+                self.run_dir,
             )
         while self.state.epoch < cfg.train.epochs:
             epoch = self.state.epoch
@@ -672,8 +703,11 @@ class Trainer:
             # epoch finished: the next checkpoint starts the next epoch at step 0
             self.state.epoch += 1
             self.state.step = 0
-            row: dict[str, Any] = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"],
-                                   **stats}
+            row: dict[str, Any] = {
+                "epoch": epoch + 1,
+                "lr": self.optimizer.param_groups[0]["lr"],
+                **stats,
+            }
             ev = cfg.eval.interval
             is_last = self.state.epoch == cfg.train.epochs
             metrics = None
@@ -682,8 +716,9 @@ class Trainer:
             improved = False
             if metrics is not None:
                 value = float(metrics.get(cfg.eval.metric, float("nan")))
-                row.update({f"val_{k}": v for k, v in metrics.items()
-                            if isinstance(v, (int, float))})
+                row.update(
+                    {f"val_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}
+                )
                 if math.isfinite(value) and value > self.state.best_metric:
                     self.state.best_metric = value
                     improved = True

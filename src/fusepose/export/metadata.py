@@ -117,9 +117,7 @@ def build_metadata(
         "codec": codec,
         "preprocess": pre,
     }
-    return {
-        PREFIX + k: (json.dumps(v) if k in _JSON_KEYS else str(v)) for k, v in meta.items()
-    }
+    return {PREFIX + k: (json.dumps(v) if k in _JSON_KEYS else str(v)) for k, v in meta.items()}
 
 
 def parse_metadata(props: dict[str, str], source: str = "<onnx>") -> dict[str, Any]:
@@ -128,12 +126,14 @@ def parse_metadata(props: dict[str, str], source: str = "<onnx>") -> dict[str, A
     for key, value in props.items():
         if not key.startswith(PREFIX):
             continue
-        k = key[len(PREFIX):]
+        k = key[len(PREFIX) :]
         if k in _JSON_KEYS:
             try:
                 out[k] = json.loads(value)
             except json.JSONDecodeError as e:
-                raise CheckpointError(f"{source}: metadata {key!r} is not valid JSON ({e})") from None
+                raise CheckpointError(
+                    f"{source}: metadata {key!r} is not valid JSON ({e})"
+                ) from None
         else:
             out[k] = value
     if not out:

@@ -42,6 +42,8 @@ def export_onnx(
     """
     import onnx
 
+    if len(input_shape) != 4:
+        raise ValueError(f"export_onnx: input_shape must be (B, C, H, W), got {tuple(input_shape)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     first = next(iter(model.parameters()), None)

@@ -57,7 +57,9 @@ class OnnxRunner:
         b, _, h, w = self.input_shape
         self.fixed_batch = b if isinstance(b, int) else None
         self.fixed_hw = (h, w) if isinstance(h, int) and isinstance(w, int) else None
-        logger.debug("onnx %s: input %s, outputs %s", self.path, self.input_shape, self.output_names)
+        logger.debug(
+            "onnx %s: input %s, outputs %s", self.path, self.input_shape, self.output_names
+        )
 
     @property
     def model_name(self) -> str:

@@ -61,6 +61,35 @@ def invert_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return np.asarray(affine_points(np.asarray(points, dtype=np.float64), inv), dtype=np.float64)
 
 
+def oks_nms(
+    keypoints: np.ndarray,
+    scores: np.ndarray,
+    areas: np.ndarray,
+    sigmas: Sequence[float],
+    thr: float = 0.9,
+) -> list[int]:
+    """Greedy NMS by object keypoint similarity (HRNet's top-down protocol, threshold 0.9).
+
+    keypoints: (N, K, 2) original pixels; scores: (N,); areas: (N,) box areas in pixels^2.
+    Returns the kept indices, best score first. OKS(i, j) = mean_k exp(-d^2 / (2 area_i
+    (2 sigma_k)^2)) over all K keypoints, as in HRNet's ``oks_iou`` with no visibility filter.
+    """
+    kp = np.asarray(keypoints, dtype=np.float64)
+    order = list(np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable"))
+    var = (2.0 * np.asarray(sigmas, dtype=np.float64)) ** 2
+    keep: list[int] = []
+    while order:
+        i = order.pop(0)
+        keep.append(i)
+        if not order:
+            break
+        rest = np.asarray(order)
+        d2 = ((kp[rest] - kp[i]) ** 2).sum(-1)  # (M, K)
+        oks = np.exp(-d2 / (2.0 * var * (areas[i] + np.spacing(1)))).mean(-1)
+        order = [j for j, o in zip(rest.tolist(), oks, strict=True) if o <= thr]
+    return keep
+
+
 # ------------------------------------------------------------------------------ detections
 
 
@@ -152,6 +181,8 @@ class Predictor:
         detector: for top-down models without boxes: a bottom-up model name (uses
             ``detector_weights``) or another Predictor; its people's boxes become the crops.
         codec_kwargs: overrides of the codec's arguments (e.g. ``detection_threshold``).
+        nms_thr: top-down OKS-NMS threshold over the people of one image (HRNet uses 0.9 on
+            detector boxes); None = keep one pose per box.
         det_file: COCO detection JSON with person boxes keyed by image id or file name.
         batch_size: top-down crops per network call.
     """
@@ -176,6 +207,7 @@ class Predictor:
         skeleton: Any = None,
         batch_size: int = 16,
         codec_kwargs: dict[str, Any] | None = None,
+        nms_thr: float | None = None,
     ) -> None:
         import torch
 
@@ -190,6 +222,7 @@ class Predictor:
         if any(s <= 0 for s in self.scales):
             raise ConfigError(f"scales {self.scales}: must be positive")
         self.batch_size = max(int(batch_size), 1)
+        self.nms_thr = nms_thr
         if num_threads:
             torch.set_num_threads(int(num_threads))
         self.timings: dict[str, float] = {}
@@ -270,7 +303,9 @@ class Predictor:
                     allow_random_weights=allow_random_weights,
                 )
             if self.detector.kind != "bottom_up":
-                raise ConfigError(f"detector {self.detector.model_name!r} must be a bottom-up model")
+                raise ConfigError(
+                    f"detector {self.detector.model_name!r} must be a bottom-up model"
+                )
 
     # -------------------------------------------------------------- construction helpers
 
@@ -582,6 +617,15 @@ class Predictor:
                 good = ks[ks > 0.2]
                 score = float(bs) * (float(good.mean()) if len(good) else 0.0)
                 instances.append(PoseInstance(pts, ks, score, box=box))
+        if self.nms_thr is not None and len(instances) > 1:
+            keep = oks_nms(
+                np.stack([i.keypoints for i in instances]),
+                np.array([i.score for i in instances]),
+                np.array([b[2] * b[3] for b in boxes]),
+                self.skeleton.sigmas,
+                self.nms_thr,
+            )
+            instances = [instances[i] for i in keep]
         t3 = time.perf_counter()
         self.timings = _ms(t0, t1, t2, t3 - hook_s)
         return instances

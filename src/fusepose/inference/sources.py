@@ -108,7 +108,9 @@ class VideoSource:
             self.label = f"webcam:{int(source)}"
             self.cap = cv2.VideoCapture(int(source))
             if not self.cap.isOpened():
-                raise SourceError(f"{self.label}: cannot open webcam {int(source)} (no such device?)")
+                raise SourceError(
+                    f"{self.label}: cannot open webcam {int(source)} (no such device?)"
+                )
         else:
             path = Path(source)
             self.label = str(path)

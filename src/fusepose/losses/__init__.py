@@ -88,4 +88,3 @@ def build_loss(kind: str, num_keypoints: int, **kwargs: Any) -> nn.Module:
     if kind == "top_down":
         return TopDownLoss(**kwargs)
     raise ValueError(f"unknown model kind {kind!r}")
-

@@ -91,6 +91,7 @@ def lmfnet_paper(num_keypoints: int = 17, **overrides):
 def lmfnet_lite(num_keypoints: int = 17, **overrides):
     return _build_bottom_up(num_keypoints, {**_LMF_R1, "head_block": "ghost"}, overrides)
 
+
 # ---------------------------------------------------------------- top-down (SFM family)
 
 _SFM_SOURCE = "Ren et al., arXiv 2107.13693 (abstract + poster); architecture.md §4.2"

@@ -21,8 +21,12 @@ def _label(img: np.ndarray, text: str) -> np.ndarray:
     return img
 
 
-def colorize(values: np.ndarray, vmin: float | None = None, vmax: float | None = None,
-             colormap: int = cv2.COLORMAP_JET) -> np.ndarray:
+def colorize(
+    values: np.ndarray,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    colormap: int = cv2.COLORMAP_JET,
+) -> np.ndarray:
     """(H, W) float -> (H, W, 3) uint8 BGR through an OpenCV colour map."""
     v = np.asarray(values, dtype=np.float32)
     lo = float(np.min(v)) if vmin is None else vmin

@@ -72,7 +72,9 @@ class HRNetConfig:
         return self.stage1_planes * mult
 
 
-def make_branch_block(block: BranchBlock, in_channels: int, channels: int, ghost: GhostConfig):
+def make_branch_block(
+    block: BranchBlock, in_channels: int, channels: int, ghost: GhostConfig
+) -> nn.Module:
     """A Stage 2-4 block ``(B, in_channels, H, W) -> (B, channels, H, W)``."""
     if block == "basic":
         return BasicBlock(in_channels, channels)

@@ -22,6 +22,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from fusepose.errors import ConfigError
+
 HSAMode = Literal["hsa", "hsa_gated", "spatial", "hsa_global", "none"]
 HSA_MODES: tuple[str, ...] = ("hsa", "hsa_gated", "spatial", "hsa_global", "none")
 
@@ -42,9 +44,9 @@ class HSA(nn.Module):
     def __init__(self, mode: HSAMode = "hsa", kernel_size: int = 7, dilation: int = 1) -> None:
         super().__init__()
         if mode not in HSA_MODES:
-            raise ValueError(f"HSA mode must be one of {HSA_MODES}, got {mode!r}")
+            raise ConfigError(f"HSA mode must be one of {HSA_MODES}, got {mode!r}")
         if kernel_size % 2 != 1:
-            raise ValueError(f"HSA kernel_size must be odd, got {kernel_size}")
+            raise ConfigError(f"HSA kernel_size must be odd, got {kernel_size}")
         self.mode = mode
         self.record_maps = False
         self.last_maps: dict[str, Tensor] = {}

@@ -13,7 +13,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from ...errors import ConfigError
+from fusepose.errors import ConfigError
+
 from ..backbones.hrnet import GhostConfig, HRNetBackbone, HRNetConfig, make_branch_block
 from ..blocks.conv import BN_MOMENTUM
 
@@ -158,6 +159,13 @@ class HigherHRNet(nn.Module):
         init_official(self)
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        if not (torch.jit.is_tracing() or torch.compiler.is_compiling()):
+            h, w = x.shape[-2:]
+            if x.dim() != 4 or h % 32 or w % 32:
+                raise ValueError(
+                    f"HigherHRNet input must be (B, 3, H, W) with H, W multiples of 32, "
+                    f"got {tuple(x.shape)}"
+                )
         return tuple(self.head(self.backbone(x)))
 
 

@@ -1,0 +1,403 @@
+"""Inference-time graph choices that leave what a network computes unchanged.
+
+Everything here works on a *copy* of the model (the trained module is never touched) and is
+checked by ``tests/test_perf_equivalence.py``: decoded keypoints stay within 0.5 px and raw
+outputs are allclose.
+
+- :func:`fold_batchnorm`: eval-mode BatchNorm folded into the preceding conv / transposed conv
+  (``w' = w * g / sqrt(var + eps)``, ``b' = (b - mean) * g / sqrt(var + eps) + beta``).
+- :func:`fast_attention`: CBAM and HSA rebuilt with the same parameters but cheaper
+  operators. The channel-wise mean / max of CBAM's spatial branch are the worst operators of
+  L-MFNet on CPU (``amax`` over channels of a contiguous NCHW tensor is a strided reduction in
+  eager PyTorch; ONNX Runtime runs ``ReduceMean``/``ReduceMax`` over axis 1 outside its
+  blocked NCHWc layout). In eager mode the max becomes a halving tree of ``torch.maximum``
+  (exact); in ONNX export the mean is a constant 1x1 conv with weights 1/C and the max a
+  ``MaxPool`` over the channel axis (exact). Global pools become GlobalAverage/MaxPool.
+- :func:`optimize_for_inference`: both of the above on a deep copy, in eval mode.
+- :func:`session_options`: the ONNX Runtime options used for benchmarking.
+- :func:`quantize_int8`: ONNX Runtime static INT8 quantization (QDQ, per-channel weights),
+  calibrated on real or synthetic images preprocessed exactly as the Predictor does.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fusepose.errors import CheckpointError, ConfigError, DataError
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "fold_batchnorm",
+    "fast_attention",
+    "optimize_for_inference",
+    "session_options",
+    "calibration_inputs",
+    "quantize_int8",
+]
+
+
+# ------------------------------------------------------------------------------ BN folding
+
+
+def _fold_into(conv: nn.Module, bn: nn.BatchNorm2d) -> None:
+    """Fold eval-mode ``bn`` into ``conv`` (Conv2d or ConvTranspose2d, in place)."""
+    w = conv.weight
+    scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)  # (C_out,)
+    shift = bn.bias.detach() - bn.running_mean * scale
+    with torch.no_grad():
+        if isinstance(conv, nn.ConvTranspose2d):
+            if conv.groups != 1:
+                raise ValueError("grouped ConvTranspose2d is not folded")
+            w.mul_(scale.view(1, -1, 1, 1).to(w.dtype))  # weight (C_in, C_out, kh, kw)
+        else:
+            w.mul_(scale.view(-1, 1, 1, 1).to(w.dtype))  # weight (C_out, C_in / g, kh, kw)
+        bias = shift if conv.bias is None else conv.bias.detach() * scale + shift
+        conv.bias = nn.Parameter(bias.to(w.dtype))
+
+
+# (class name, [(conv attribute, bn attribute), ...]) for blocks whose forward applies the
+# BN directly to the conv output (``bn(conv(x))``) and uses the conv output nowhere else.
+_PAIRS: dict[str, tuple[tuple[str, str], ...]] = {
+    "ConvBNAct": (("conv", "bn"),),
+    "DeconvStage": (("deconv", "bn"),),
+    "BasicBlock": (("conv1", "bn1"), ("conv2", "bn2")),
+    "Bottleneck": (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")),
+}
+
+
+def fold_batchnorm(model: nn.Module, inplace: bool = False) -> nn.Module:
+    """Fold every eval-mode BatchNorm2d that directly follows a conv into that conv.
+
+    Handles the blocks listed in ``_PAIRS`` (by class name, as the fusepose blocks are
+    written) and any ``nn.Sequential`` holding ``Conv2d`` / ``ConvTranspose2d`` immediately
+    followed by ``BatchNorm2d``. A folded BN becomes ``nn.Identity``. BNs after an addition
+    (Ghost-Block) are left alone. Returns the folded model (a deep copy unless ``inplace``),
+    in eval mode.
+    """
+    m = model if inplace else copy.deepcopy(model)
+    m.eval()
+    folded = 0
+    for module in list(m.modules()):
+        for conv_name, bn_name in _PAIRS.get(type(module).__name__, ()):
+            conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
+            if isinstance(conv, nn.Conv2d | nn.ConvTranspose2d) and isinstance(
+                bn, nn.BatchNorm2d
+            ):
+                _fold_into(conv, bn)
+                setattr(module, bn_name, nn.Identity())
+                folded += 1
+        if isinstance(module, nn.Sequential):
+            children = list(module._modules.items())
+            for (_, a), (name_b, b) in zip(children, children[1:], strict=False):
+                if isinstance(a, nn.Conv2d | nn.ConvTranspose2d) and isinstance(
+                    b, nn.BatchNorm2d
+                ):
+                    if isinstance(a, nn.ConvTranspose2d) and a.groups != 1:
+                        continue
+                    _fold_into(a, b)
+                    module._modules[name_b] = nn.Identity()
+                    folded += 1
+    logger.debug("folded %d BatchNorm layers", folded)
+    return m
+
+
+# ------------------------------------------------------------------------------ attention
+
+
+def _channel_max(x: Tensor) -> Tensor:
+    """``amax`` over channels: ``(B, C, H, W) -> (B, 1, H, W)``, exact.
+
+    Eager: halving tree of ``torch.maximum`` (contiguous slices; ``amax(dim=1)`` is a slow
+    strided reduction on CPU). ONNX export: one ``MaxPool`` with kernel ``(C, 1, 1)`` on the
+    ``(B, 1, C, H, W)`` view.
+    """
+    c = x.shape[1]
+    if torch.onnx.is_in_onnx_export():
+        return F.max_pool3d(x.unsqueeze(1), (c, 1, 1)).squeeze(1)
+    while c > 1:
+        half = c // 2
+        y = torch.maximum(x[:, :half], x[:, half : 2 * half])
+        x = torch.cat([y, x[:, 2 * half :]], dim=1) if c % 2 else y
+        c = x.shape[1]
+    return x
+
+
+def _channel_mean(x: Tensor) -> Tensor:
+    """Mean over channels: ``(B, C, H, W) -> (B, 1, H, W)``.
+
+    ONNX export: a constant 1x1 conv with weights 1/C (runs in ONNX Runtime's blocked layout);
+    eager: ``mean(dim=1)``. The two differ only by float summation order.
+    """
+    c = x.shape[1]
+    if torch.onnx.is_in_onnx_export():
+        return F.conv2d(x, x.new_full((1, c, 1, 1), 1.0 / c))
+    return x.mean(dim=1, keepdim=True)
+
+
+class FastCBAM(nn.Module):
+    """CBAM with the parameters of ``src`` and cheaper operators (same maps).
+
+    x: (B, C, H, W) -> (B, C, H, W). Keeps the ``record_maps`` / ``last_maps`` contract.
+    """
+
+    def __init__(self, src: nn.Module) -> None:
+        super().__init__()
+        self.channel = src.channel  # .mlp: 1x1 conv C -> C/r, ReLU, 1x1 conv C/r -> C
+        self.spatial = src.spatial  # .conv: 7x7 conv 2 -> 1, no bias
+        self.parallel = bool(src.parallel)
+        self.record_maps: bool = bool(getattr(src, "record_maps", False))
+        self.last_maps: dict[str, Tensor] = {}
+
+    def _channel_map(self, x: Tensor) -> Tensor:
+        mlp = self.channel.mlp
+        avg = F.adaptive_avg_pool2d(x, 1)
+        mx = F.adaptive_max_pool2d(x, 1)
+        return torch.sigmoid(mlp(avg) + mlp(mx))
+
+    def _spatial_map(self, x: Tensor) -> Tensor:
+        pooled = torch.cat([_channel_mean(x), _channel_max(x)], dim=1)
+        return torch.sigmoid(self.spatial.conv(pooled))
+
+    def forward(self, x: Tensor) -> Tensor:
+        mc = self._channel_map(x)
+        if self.parallel:
+            ms = self._spatial_map(x)
+            out = (x * mc + x * ms) * 0.5
+        else:
+            xc = x * mc
+            ms = self._spatial_map(xc)
+            out = xc * ms
+        if self.record_maps:
+            self.last_maps = {"channel": mc.detach(), "spatial": ms.detach()}
+        return out
+
+
+def _fast_first_order(self, x: Tensor) -> Tensor:
+    """HSA first-order map with the cheaper channel pools (bound to an HSA instance)."""
+    pooled = torch.cat([_channel_mean(x), _channel_max(x)], dim=1)
+    return torch.sigmoid(self.conv1(pooled))
+
+
+def fast_attention(model: nn.Module, inplace: bool = False) -> nn.Module:
+    """Replace CBAM modules by :class:`FastCBAM` and give HSA modules the cheaper channel
+    pools (same parameters, same maps up to float rounding). Returns the model (a deep copy
+    unless ``inplace``)."""
+    from fusepose.models.blocks.attention import CBAM
+
+    m = model if inplace else copy.deepcopy(model)
+    try:
+        from fusepose.models.blocks.hsa import HSA
+    except ImportError:  # pragma: no cover - HSA is optional in some checkouts
+        HSA = ()  # noqa: N806
+    n = 0
+    for parent in list(m.modules()):
+        for name, child in list(parent._modules.items()):
+            if isinstance(child, CBAM):
+                parent._modules[name] = FastCBAM(child)
+                n += 1
+            elif HSA and isinstance(child, HSA) and hasattr(child, "first_order"):
+                child.first_order = _fast_first_order.__get__(child)
+                n += 1
+    logger.debug("rebuilt %d attention modules", n)
+    return m
+
+
+def optimize_for_inference(model: nn.Module) -> nn.Module:
+    """Deep copy of ``model`` in eval mode with BN folded and fast attention operators.
+
+    ``info`` (ModelInfo) and other plain attributes are kept. The original is not modified.
+    """
+    m = fast_attention(fold_batchnorm(model), inplace=True)
+    return m.eval()
+
+
+# ------------------------------------------------------------------------------ ONNX Runtime
+
+
+def session_options(
+    num_threads: int | None = None,
+    *,
+    profile_prefix: str | None = None,
+    optimized_model_path: str | Path | None = None,
+):
+    """``onnxruntime.SessionOptions`` for single-image latency.
+
+    All graph optimizations (constant folding, Conv+BN/activation fusion, the blocked NCHWc
+    layout), ``intra_op_num_threads = num_threads`` (None: ORT's default), one inter-op
+    thread, sequential execution. ``profile_prefix`` turns on ORT's per-operator profiler;
+    ``optimized_model_path`` saves the optimized graph.
+    """
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if num_threads:
+        opts.intra_op_num_threads = int(num_threads)
+    opts.inter_op_num_threads = 1
+    if profile_prefix:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = str(profile_prefix)
+    if optimized_model_path:
+        opts.optimized_model_filepath = str(optimized_model_path)
+    return opts
+
+
+# ------------------------------------------------------------------------------ INT8
+
+
+def calibration_inputs(
+    input_hw: tuple[int, int],
+    images: Iterable[str | Path | np.ndarray] | None = None,
+    num_synthetic: int = 0,
+    seed: int = 0,
+    kind: str = "bottom_up",
+) -> list[np.ndarray]:
+    """Network inputs ``(1, 3, H, W)`` float32 for INT8 calibration.
+
+    ``images`` (paths or BGR uint8 arrays) are warped into ``input_hw`` as the Predictor does
+    for a fixed input size (bottom-up: letterbox; top-down: the centred whole-image box) and
+    normalised with ``fusepose.data.transforms.normalize``. ``num_synthetic`` textured
+    synthetic images are added (``fusepose.benchmark.latency.synthetic_image``).
+    """
+    import cv2
+
+    from fusepose.data.transforms import normalize
+    from fusepose.inference.predictor import letterbox_matrix
+
+    h, w = int(input_hw[0]), int(input_hw[1])
+    frames: list[np.ndarray] = []
+    for item in images or ():
+        if isinstance(item, np.ndarray):
+            img = item
+        else:
+            img = cv2.imread(str(item), cv2.IMREAD_COLOR)
+            if img is None:
+                raise DataError(f"{item}: cannot read calibration image")
+        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+            raise DataError(f"calibration image {getattr(item, 'name', '<array>')}: "
+                            f"expected (H, W, 3) uint8 BGR, got {img.shape} {img.dtype}")
+        frames.append(img)
+    if num_synthetic:
+        from fusepose.benchmark.latency import synthetic_image
+
+        frames += [synthetic_image(h, w, seed=seed + i) for i in range(num_synthetic)]
+    if not frames:
+        raise ConfigError("calibration needs at least one image (images= or num_synthetic=)")
+    out = []
+    for img in frames:
+        m = letterbox_matrix(img.shape[:2], (h, w))
+        warped = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR)
+        out.append(np.asarray(normalize(warped), dtype=np.float32)[None])
+    logger.debug("%d calibration inputs of %dx%d (%s)", len(out), h, w, kind)
+    return out
+
+
+def quantize_int8(
+    fp32_path: str | Path,
+    int8_path: str | Path,
+    inputs: Sequence[np.ndarray],
+    *,
+    per_channel: bool = True,
+    op_types: Sequence[str] | None = ("Conv", "ConvTranspose"),
+    method: str = "minmax",
+    preprocess: bool = True,
+) -> Path:
+    """Static INT8 quantization of an exported fp32 model with ``onnxruntime.quantization``.
+
+    QDQ format, uint8 activations / int8 weights (per output channel when ``per_channel``),
+    calibrated on ``inputs`` (list of ``(1, 3, H, W)`` float32, see
+    :func:`calibration_inputs`) with the ``method`` calibrator ("minmax", "entropy" or
+    "percentile"). ``op_types``: operators to quantize (default convolutions only, which hold
+    the MACs; attention and element-wise ops stay float). The fusepose metadata of the fp32
+    file is copied. Returns ``int8_path``.
+    """
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    fp32_path, int8_path = Path(fp32_path), Path(int8_path)
+    if not fp32_path.is_file():
+        raise CheckpointError(f"{fp32_path}: ONNX file not found")
+    if not inputs:
+        raise ConfigError("quantize_int8: no calibration inputs")
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }
+    if method not in methods:
+        raise ConfigError(f"calibration method {method!r}: use one of {sorted(methods)}")
+    model_proto = onnx.load(str(fp32_path))
+    input_name = next(
+        i.name
+        for i in model_proto.graph.input
+        if i.name not in {t.name for t in model_proto.graph.initializer}
+    )
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it = iter(list(inputs))
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            x = next(self._it, None)
+            return None if x is None else {input_name: np.ascontiguousarray(x, np.float32)}
+
+    int8_path.parent.mkdir(parents=True, exist_ok=True)
+    src = fp32_path
+    tmp: Path | None = None
+    if preprocess:
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        tmp = int8_path.with_suffix(".prep.onnx")
+        quant_pre_process(str(fp32_path), str(tmp), skip_symbolic_shape=True)
+        src = tmp
+    try:
+        quantize_static(
+            str(src),
+            str(int8_path),
+            _Reader(),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=per_channel,
+            op_types_to_quantize=list(op_types) if op_types else None,
+            calibrate_method=methods[method],
+        )
+    finally:
+        if tmp is not None and tmp.exists():
+            tmp.unlink()
+    _copy_metadata(model_proto, int8_path)
+    logger.info("wrote %s (INT8 QDQ, %d calibration inputs)", int8_path, len(inputs))
+    return int8_path
+
+
+def _copy_metadata(src_proto: Any, dst: Path) -> None:
+    """Copy ``metadata_props`` of ``src_proto`` into the ONNX file ``dst`` (in place)."""
+    import onnx
+
+    props = {p.key: p.value for p in src_proto.metadata_props}
+    if not props:
+        return
+    out = onnx.load(str(dst))
+    existing = {p.key for p in out.metadata_props}
+    for k, v in props.items():
+        if k not in existing:
+            entry = out.metadata_props.add()
+            entry.key, entry.value = k, v
+    onnx.save(out, str(dst))
