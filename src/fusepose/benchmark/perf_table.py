@@ -56,7 +56,7 @@ class PerfConfig:
     threads_section: bool = True
     peak_section: bool = True
     raw_torch: bool = False
-    workdir: str = ".fusepose_perf"
+    workdir: str = str(Path.home() / ".cache" / "fusepose" / "perf")
     weights: dict[str, str] = field(default_factory=dict)
     seed: int = 0
 
@@ -81,7 +81,11 @@ def machine_info() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    isa = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16") if f in flags]
+    isa = [
+        f
+        for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16")
+        if f in flags
+    ]
     return {
         "cpu": cpu,
         "isa": isa,
@@ -101,7 +105,9 @@ def _ort_time(model_bytes: bytes, feeds: dict[str, np.ndarray], threads: int, re
 
     from fusepose.export.optimize import session_options
 
-    sess = ort.InferenceSession(model_bytes, session_options(threads), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(
+        model_bytes, session_options(threads), providers=["CPUExecutionProvider"]
+    )
     sess.run(None, feeds)
     times = []
     for _ in range(reps):
@@ -128,7 +134,8 @@ def measure_peak(threads: int = 2, reps: int = 10) -> dict[str, float]:
             nodes, "peak", inputs,
             [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)], inits,
         )  # fmt: skip
-        return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+        return m.SerializeToString()
 
     out: dict[str, float] = {}
     n = 1024
@@ -220,7 +227,9 @@ def _image(cfg: PerfConfig):
         raise DataError(f"{path}: benchmark image not found")
     gt = gt_people(path)
     if gt is None:
-        logger.warning("%s: no COCO ground truth beside it; decode runs on the network's maps", path)
+        logger.warning(
+            "%s: no COCO ground truth beside it; decode runs on the network's maps", path
+        )
     return path, read_image(path), gt
 
 
@@ -369,11 +378,20 @@ def run_perf(cfg: PerfConfig, progress=None) -> dict[str, Any]:
         hw = model_input_hw(model, cfg)
         comp = measure_registered(name, [hw])[hw]
         fast = optimize_for_inference(model)
-        onnx_path = export_cached(fast, name, hw, workdir, "opt") if "onnx" in cfg.backends else None
-        built[name] = {"model": model, "fast": fast, "hw": hw, "onnx": onnx_path, "kind": model.info.kind}
+        eager = optimize_for_inference(model, channels_last=True)
+        onnx_path = (
+            export_cached(fast, name, hw, workdir, "opt") if "onnx" in cfg.backends else None
+        )
+        built[name] = {
+            "model": model,
+            "fast": fast,
+            "hw": hw,
+            "onnx": onnx_path,
+            "kind": model.info.kind,
+        }
         variants: list[tuple[str, str, Any]] = []
         for backend in cfg.backends:
-            variants.append((backend, "fp32", onnx_path if backend == "onnx" else fast))
+            variants.append((backend, "fp32", onnx_path if backend == "onnx" else eager))
         if cfg.raw_torch and "torch" in cfg.backends:
             variants.append(("torch-raw", "fp32", model))
         for backend, prec, src in variants:
@@ -425,7 +443,10 @@ def run_perf(cfg: PerfConfig, progress=None) -> dict[str, Any]:
     }
     ratios: dict[str, Any] = {}
     for name in models:
-        onnx_row = next((r for r in rows if r.model == name and r.backend == "onnx" and r.precision == "fp32"), None)
+        onnx_row = next(
+            (r for r in rows if r.model == name and r.backend == "onnx" and r.precision == "fp32"),
+            None,
+        )
         torch_row = next((r for r in rows if r.model == name and r.backend == "torch"), None)
         int8_row = next((r for r in rows if r.model == name and r.precision == "int8"), None)
         entry: dict[str, Any] = {}
@@ -503,7 +524,9 @@ def int8_keypoint_change(fp32_path: Path, int8_path: Path, hw, cfg: PerfConfig) 
         x = np.random.default_rng(0).standard_normal((1, 3, *hw)).astype(np.float32)
         ya, yb = a.runner(x), b.runner(x)
         scale = max(float(np.abs(ya[0]).max()), 1e-12)
-        out_diff = max(out_diff, max(float(np.abs(u - v).max()) for u, v in zip(ya, yb, strict=True)) / scale)
+        out_diff = max(
+            out_diff, max(float(np.abs(u - v).max()) for u, v in zip(ya, yb, strict=True)) / scale
+        )
     return {
         "weights": cfg.weights.get(_name_of(a), "random (seeded)"),
         "mean_px": round(sum(dists) / joints, 3) if joints else None,
@@ -570,7 +593,7 @@ def threads_section(built, cfg: PerfConfig) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for (n, t), v in times.items():
         out.setdefault(n, {})[f"{t}_threads_ms"] = round(statistics.median(v), 2)
-    for n, d in out.items():
+    for d in out.values():
         if len(counts) == 2:
             d["scaling"] = round(d[f"{counts[0]}_threads_ms"] / d[f"{counts[1]}_threads_ms"], 3)
     return out
@@ -586,7 +609,9 @@ def peak_section(built, cfg: PerfConfig) -> dict[str, Any]:
     out: dict[str, Any] = {"rates_gmac_s": peak, "threads": cfg.threads, "models": {}}
     for name, b in built.items():
         cls = mac_classes(b["fast"], b["hw"])
-        limit_ms = (cls["dense"] / (peak["conv1x1"] * 1e9) + cls["depthwise"] / (peak["dw3x3"] * 1e9)) * 1e3
+        limit_ms = (
+            cls["dense"] / (peak["conv1x1"] * 1e9) + cls["depthwise"] / (peak["dw3x3"] * 1e9)
+        ) * 1e3
         entry = {"dense_gmacs": round(cls["dense"] / 1e9, 3),
                  "depthwise_gmacs": round(cls["depthwise"] / 1e9, 3),
                  "limit_ms": round(limit_ms, 2)}  # fmt: skip
@@ -631,7 +656,11 @@ def to_markdown(res: dict[str, Any]) -> str:
     ]
     for r in res["rows"]:
         be = r["backend"] + ("" if r["precision"] == "fp32" else f" {r['precision']}")
-        sp = "-" if r["speedup_total"] is None else f"{r['speedup_total']:.2f}x / {r['speedup_network']:.2f}x"
+        sp = (
+            "-"
+            if r["speedup_total"] is None
+            else f"{r['speedup_total']:.2f}x / {r['speedup_network']:.2f}x"
+        )
         lines.append(
             f"| {r['model']} | {be} | {r['params_m']:.2f} | {r['gmacs']:.2f} | "
             f"{r['input_size'][0]}x{r['input_size'][1]} | {r['preprocess_ms']:.1f} | "

@@ -1,7 +1,7 @@
 """``fusepose demo [--out DIR] [--images N] [--epochs E]``: the whole pipeline on CPU.
 
 1. render a synthetic multi-person COCO-format set (``fusepose.data.synth``);
-2. train a reduced L-MFNet on it (``configs/lmfnet_synth-128_1xb8-8e.yaml``) with a progress bar;
+2. train a reduced L-MFNet on it (``configs/lmfnet_synth-128_1xb4-30e.yaml``) with a progress bar;
 3. score COCO OKS AP (pycocotools) on the held-out images, beside the same network untrained;
 4. draw the trained model's predictions on the held-out images;
 5. write ``DIR/summary.json`` (AP, AP_untrained, throughput, epochs, time).
@@ -17,7 +17,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-CONFIG = Path(__file__).resolve().parents[3] / "configs" / "lmfnet_synth-128_1xb8-8e.yaml"
+CONFIG = Path(__file__).resolve().parents[3] / "configs" / "lmfnet_synth-128_1xb4-30e.yaml"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
     with tqdm(total=args.images, desc="render", leave=False) as bar:
         paths = generate_synthetic(
             data_dir, args.images, seed=0, size=size, val_fraction=0.1,
-            config=SynthConfig(size=size, min_people=1, max_people=3, min_torso=0.16,
-                               max_torso=0.3),
+            config=SynthConfig(size=size, min_people=1, max_people=2, min_torso=0.2,
+                               max_torso=0.32),
             progress=lambda n: bar.update(n - bar.n),
         )  # fmt: skip
     overrides = [

@@ -57,7 +57,7 @@ class DataConfig:
     scale_range: tuple[float, float] = (0.75, 1.5)
     translate: float = 40.0
     half_body_prob: float = 0.0
-    augment: bool = True
+    augment: bool = True  # False: no flip / rotation / shift / half body; scale = scale_range[0]
     # use at most this many training / validation images (0 = all); for smoke runs
     max_train_images: int = 0
     max_val_images: int = 0

@@ -1,6 +1,6 @@
 """The training loop: plain and readable, torchvision-references style.
 
-    cfg = load_config("configs/lmfnet_synth-256_1xb8-20e.yaml")
+    cfg = load_config("configs/lmfnet_synth-128_1xb4-30e.yaml")
     result = train(cfg, resume="auto")
 
 One process per device; under ``torchrun`` the default process group is initialised from the
@@ -222,15 +222,17 @@ def build_dataset(
         which = "train_ann" if train else "val_ann"
         raise ConfigError(f"data.{which}: no annotation file given")
     h, w = d.input_size
+    # augment=False keeps the training entries and fixed-size crops but draws nothing at
+    # random: no flip / rotation / shift / half body, scale fixed at scale_range[0]
+    aug = d.augment
     kwargs: dict[str, Any] = dict(
-        train=train and d.augment,
+        train=train,
         skeleton=get_skeleton(d.skeleton),
-        flip_prob=d.flip_prob,
-        rotation=d.rotation,
-        rot_factor=d.rotation,
-        scale_range=d.scale_range,
-        translate=d.translate,
-        half_body_prob=d.half_body_prob,
+        flip_prob=d.flip_prob if aug else 0.0,
+        rotation=d.rotation if aug else 0.0,
+        scale_range=d.scale_range if aug else (d.scale_range[0], d.scale_range[0]),
+        translate=d.translate if aug else 0.0,
+        half_body_prob=d.half_body_prob if aug else 0.0,
         max_images=d.max_train_images if train else d.max_val_images,
         rng=rng,
     )

@@ -6,13 +6,15 @@ outputs are allclose.
 
 - :func:`fold_batchnorm`: eval-mode BatchNorm folded into the preceding conv / transposed conv
   (``w' = w * g / sqrt(var + eps)``, ``b' = (b - mean) * g / sqrt(var + eps) + beta``).
+- :func:`affine_batchnorm`: the BNs that follow an addition (Ghost-Block) as a per-channel
+  affine (a depthwise 1x1 conv in ONNX, which stays in ONNX Runtime's blocked layout).
 - :func:`fast_attention`: CBAM and HSA rebuilt with the same parameters but cheaper
   operators. The channel-wise mean / max of CBAM's spatial branch are the worst operators of
   L-MFNet on CPU (``amax`` over channels of a contiguous NCHW tensor is a strided reduction in
   eager PyTorch; ONNX Runtime runs ``ReduceMean``/``ReduceMax`` over axis 1 outside its
-  blocked NCHWc layout). In eager mode the max becomes a halving tree of ``torch.maximum``
-  (exact); in ONNX export the mean is a constant 1x1 conv with weights 1/C and the max a
-  ``MaxPool`` over the channel axis (exact). Global pools become GlobalAverage/MaxPool.
+  blocked NCHWc layout). The max becomes a halving tree of ``torch.maximum`` (exact); in
+  ONNX export the mean is a constant 1x1 conv with weights 1/C and the 2 -> 1 channel 7x7
+  conv a depthwise conv plus a sum. Global pools become GlobalAverage/MaxPool.
 - :func:`optimize_for_inference`: both of the above on a deep copy, in eval mode.
 - :func:`session_options`: the ONNX Runtime options used for benchmarking.
 - :func:`quantize_int8`: ONNX Runtime static INT8 quantization (QDQ, per-channel weights),
@@ -33,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fusepose.errors import CheckpointError, ConfigError, DataError
+from fusepose.models.blocks.attention import CBAM
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +43,7 @@ __all__ = [
     "fold_batchnorm",
     "fast_attention",
     "optimize_for_inference",
+    "ChannelsLast",
     "session_options",
     "calibration_inputs",
     "quantize_int8",
@@ -90,18 +94,14 @@ def fold_batchnorm(model: nn.Module, inplace: bool = False) -> nn.Module:
     for module in list(m.modules()):
         for conv_name, bn_name in _PAIRS.get(type(module).__name__, ()):
             conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
-            if isinstance(conv, nn.Conv2d | nn.ConvTranspose2d) and isinstance(
-                bn, nn.BatchNorm2d
-            ):
+            if isinstance(conv, nn.Conv2d | nn.ConvTranspose2d) and isinstance(bn, nn.BatchNorm2d):
                 _fold_into(conv, bn)
                 setattr(module, bn_name, nn.Identity())
                 folded += 1
         if isinstance(module, nn.Sequential):
             children = list(module._modules.items())
             for (_, a), (name_b, b) in zip(children, children[1:], strict=False):
-                if isinstance(a, nn.Conv2d | nn.ConvTranspose2d) and isinstance(
-                    b, nn.BatchNorm2d
-                ):
+                if isinstance(a, nn.Conv2d | nn.ConvTranspose2d) and isinstance(b, nn.BatchNorm2d):
                     if isinstance(a, nn.ConvTranspose2d) and a.groups != 1:
                         continue
                     _fold_into(a, b)
@@ -111,25 +111,71 @@ def fold_batchnorm(model: nn.Module, inplace: bool = False) -> nn.Module:
     return m
 
 
+class ChannelAffine(nn.Module):
+    """An eval-mode BatchNorm2d that could not be folded (it follows an addition), as
+    ``x * scale + shift`` per channel. x: (B, C, H, W) -> (B, C, H, W).
+
+    ONNX export: a depthwise 1x1 conv (ONNX Runtime keeps it in its blocked NCHWc layout and
+    fuses a following ReLU into it; a ``BatchNormalization`` node ran in plain NCHW between two
+    layout conversions). Eager: one fused multiply-add.
+    """
+
+    def __init__(self, bn: nn.BatchNorm2d) -> None:
+        super().__init__()
+        scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+        self.register_buffer("scale", scale.clone())
+        self.register_buffer("shift", (bn.bias.detach() - bn.running_mean * scale).clone())
+
+    def forward(self, x: Tensor) -> Tensor:
+        c = self.scale.numel()
+        if torch.onnx.is_in_onnx_export():
+            return F.conv2d(x, self.scale.view(c, 1, 1, 1), self.shift, groups=c)
+        return torch.addcmul(self.shift.view(1, c, 1, 1), x, self.scale.view(1, c, 1, 1))
+
+
+def affine_batchnorm(model: nn.Module, inplace: bool = False) -> nn.Module:
+    """Replace every remaining eval-mode ``BatchNorm2d`` by :class:`ChannelAffine`."""
+    m = model if inplace else copy.deepcopy(model)
+    for parent in list(m.modules()):
+        for name, child in list(parent._modules.items()):
+            if isinstance(child, nn.BatchNorm2d) and child.track_running_stats:
+                parent._modules[name] = ChannelAffine(child)
+    return m
+
+
 # ------------------------------------------------------------------------------ attention
 
 
 def _channel_max(x: Tensor) -> Tensor:
     """``amax`` over channels: ``(B, C, H, W) -> (B, 1, H, W)``, exact.
 
-    Eager: halving tree of ``torch.maximum`` (contiguous slices; ``amax(dim=1)`` is a slow
-    strided reduction on CPU). ONNX export: one ``MaxPool`` with kernel ``(C, 1, 1)`` on the
-    ``(B, 1, C, H, W)`` view.
+    A halving tree of element-wise ``maximum`` over contiguous channel slices: ``amax(dim=1)``
+    is a slow strided reduction in eager PyTorch, and ONNX Runtime's ``ReduceMax`` over axis 1
+    (or a ``MaxPool`` over the channel axis) was 1.3-3x slower than the tree in our
+    measurements (docs/performance.md).
     """
-    c = x.shape[1]
-    if torch.onnx.is_in_onnx_export():
-        return F.max_pool3d(x.unsqueeze(1), (c, 1, 1)).squeeze(1)
+    c = int(x.shape[1])  # a constant in traced graphs
     while c > 1:
         half = c // 2
         y = torch.maximum(x[:, :half], x[:, half : 2 * half])
         x = torch.cat([y, x[:, 2 * half :]], dim=1) if c % 2 else y
-        c = x.shape[1]
+        c = (c + 1) // 2
     return x
+
+
+def _spatial_conv(conv: nn.Conv2d, pooled: Tensor) -> Tensor:
+    """``conv(pooled)`` for CBAM's / HSA's 2 -> 1 channel k x k conv (no bias).
+
+    ONNX export: a depthwise 2 -> 2 conv and a sum of its two channels (same math; ONNX
+    Runtime pads a 1-output-channel conv to its 16-channel block, which made it 2x slower);
+    eager: the conv itself.
+    """
+    plain = conv.in_channels != 2 or conv.out_channels != 1 or conv.bias is not None
+    if plain or not torch.onnx.is_in_onnx_export():
+        return conv(pooled)
+    w = conv.weight.reshape(2, 1, *conv.weight.shape[2:])
+    y = F.conv2d(pooled, w, None, conv.stride, conv.padding, conv.dilation, groups=2)
+    return y[:, :1] + y[:, 1:]
 
 
 def _channel_mean(x: Tensor) -> Tensor:
@@ -138,20 +184,21 @@ def _channel_mean(x: Tensor) -> Tensor:
     ONNX export: a constant 1x1 conv with weights 1/C (runs in ONNX Runtime's blocked layout);
     eager: ``mean(dim=1)``. The two differ only by float summation order.
     """
-    c = x.shape[1]
+    c = int(x.shape[1])  # a constant in traced graphs: the weight becomes an initializer
     if torch.onnx.is_in_onnx_export():
-        return F.conv2d(x, x.new_full((1, c, 1, 1), 1.0 / c))
+        return F.conv2d(x, torch.full((1, c, 1, 1), 1.0 / c, dtype=x.dtype, device=x.device))
     return x.mean(dim=1, keepdim=True)
 
 
-class FastCBAM(nn.Module):
+class FastCBAM(CBAM):
     """CBAM with the parameters of ``src`` and cheaper operators (same maps).
 
-    x: (B, C, H, W) -> (B, C, H, W). Keeps the ``record_maps`` / ``last_maps`` contract.
+    x: (B, C, H, W) -> (B, C, H, W). Keeps the ``record_maps`` / ``last_maps`` contract and is
+    a ``CBAM`` (``fusepose.models.attention_modules`` still finds it).
     """
 
-    def __init__(self, src: nn.Module) -> None:
-        super().__init__()
+    def __init__(self, src: CBAM) -> None:
+        nn.Module.__init__(self)  # reuse src's submodules instead of building new ones
         self.channel = src.channel  # .mlp: 1x1 conv C -> C/r, ReLU, 1x1 conv C/r -> C
         self.spatial = src.spatial  # .conv: 7x7 conv 2 -> 1, no bias
         self.parallel = bool(src.parallel)
@@ -166,7 +213,7 @@ class FastCBAM(nn.Module):
 
     def _spatial_map(self, x: Tensor) -> Tensor:
         pooled = torch.cat([_channel_mean(x), _channel_max(x)], dim=1)
-        return torch.sigmoid(self.spatial.conv(pooled))
+        return torch.sigmoid(_spatial_conv(self.spatial.conv, pooled))
 
     def forward(self, x: Tensor) -> Tensor:
         mc = self._channel_map(x)
@@ -185,15 +232,13 @@ class FastCBAM(nn.Module):
 def _fast_first_order(self, x: Tensor) -> Tensor:
     """HSA first-order map with the cheaper channel pools (bound to an HSA instance)."""
     pooled = torch.cat([_channel_mean(x), _channel_max(x)], dim=1)
-    return torch.sigmoid(self.conv1(pooled))
+    return torch.sigmoid(_spatial_conv(self.conv1, pooled))
 
 
 def fast_attention(model: nn.Module, inplace: bool = False) -> nn.Module:
     """Replace CBAM modules by :class:`FastCBAM` and give HSA modules the cheaper channel
     pools (same parameters, same maps up to float rounding). Returns the model (a deep copy
     unless ``inplace``)."""
-    from fusepose.models.blocks.attention import CBAM
-
     m = model if inplace else copy.deepcopy(model)
     try:
         from fusepose.models.blocks.hsa import HSA
@@ -202,7 +247,7 @@ def fast_attention(model: nn.Module, inplace: bool = False) -> nn.Module:
     n = 0
     for parent in list(m.modules()):
         for name, child in list(parent._modules.items()):
-            if isinstance(child, CBAM):
+            if isinstance(child, CBAM) and not isinstance(child, FastCBAM):
                 parent._modules[name] = FastCBAM(child)
                 n += 1
             elif HSA and isinstance(child, HSA) and hasattr(child, "first_order"):
@@ -212,13 +257,38 @@ def fast_attention(model: nn.Module, inplace: bool = False) -> nn.Module:
     return m
 
 
-def optimize_for_inference(model: nn.Module) -> nn.Module:
-    """Deep copy of ``model`` in eval mode with BN folded and fast attention operators.
+class ChannelsLast(nn.Module):
+    """Eager wrapper running ``model`` in the channels-last (NHWC) memory format.
 
-    ``info`` (ModelInfo) and other plain attributes are kept. The original is not modified.
+    x: (B, C, H, W) in any memory format; outputs are returned NCHW-contiguous, with the same
+    structure (tensor, tuple or list) as ``model``'s. Same math: only the memory layout
+    changes (oneDNN's depthwise and 1x1 convs are several times faster on NHWC on CPU).
+    ``info`` (ModelInfo) is forwarded.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model.to(memory_format=torch.channels_last)
+        if hasattr(model, "info"):
+            self.info = model.info
+
+    def forward(self, x: Tensor):
+        out = self.model(x.contiguous(memory_format=torch.channels_last))
+        if isinstance(out, Tensor):
+            return out.contiguous()
+        return type(out)(o.contiguous() for o in out)
+
+
+def optimize_for_inference(model: nn.Module, channels_last: bool = False) -> nn.Module:
+    """Deep copy of ``model`` in eval mode: BN folded (or a channel affine), fast attention.
+
+    ``channels_last``: also wrap it in :class:`ChannelsLast` (for eager CPU inference; export
+    the unwrapped module). ``info`` (ModelInfo) and other plain attributes are kept. The
+    original is not modified.
     """
     m = fast_attention(fold_batchnorm(model), inplace=True)
-    return m.eval()
+    m = affine_batchnorm(m, inplace=True).eval()
+    return ChannelsLast(m).eval() if channels_last else m
 
 
 # ------------------------------------------------------------------------------ ONNX Runtime
@@ -285,8 +355,10 @@ def calibration_inputs(
             if img is None:
                 raise DataError(f"{item}: cannot read calibration image")
         if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-            raise DataError(f"calibration image {getattr(item, 'name', '<array>')}: "
-                            f"expected (H, W, 3) uint8 BGR, got {img.shape} {img.dtype}")
+            raise DataError(
+                f"calibration image {getattr(item, 'name', '<array>')}: "
+                f"expected (H, W, 3) uint8 BGR, got {img.shape} {img.dtype}"
+            )
         frames.append(img)
     if num_synthetic:
         from fusepose.benchmark.latency import synthetic_image
@@ -311,7 +383,8 @@ def quantize_int8(
     per_channel: bool = True,
     op_types: Sequence[str] | None = ("Conv", "ConvTranspose"),
     method: str = "minmax",
-    preprocess: bool = True,
+    preprocess: bool = False,
+    exclude_attention: bool = True,
 ) -> Path:
     """Static INT8 quantization of an exported fp32 model with ``onnxruntime.quantization``.
 
@@ -319,8 +392,11 @@ def quantize_int8(
     calibrated on ``inputs`` (list of ``(1, 3, H, W)`` float32, see
     :func:`calibration_inputs`) with the ``method`` calibrator ("minmax", "entropy" or
     "percentile"). ``op_types``: operators to quantize (default convolutions only, which hold
-    the MACs; attention and element-wise ops stay float). The fusepose metadata of the fp32
-    file is copied. Returns ``int8_path``.
+    the MACs; element-wise ops stay float). ``exclude_attention``: keep the nodes of attention
+    modules (CBAM / HSA: tiny MLP and 7x7 convs on pooled maps, <1 % of the MACs) in float;
+    quantizing them lets ONNX Runtime fuse ``QLinearGlobalAveragePool`` nodes that fail at run
+    time on some scales. ``preprocess``: run ``quant_pre_process`` first (slow on big graphs).
+    The fusepose metadata of the fp32 file is copied. Returns ``int8_path``.
     """
     import onnx
     from onnxruntime.quantization import (
@@ -358,6 +434,11 @@ def quantize_int8(
             x = next(self._it, None)
             return None if x is None else {input_name: np.ascontiguousarray(x, np.float32)}
 
+    exclude = [
+        n.name
+        for n in model_proto.graph.node
+        if exclude_attention and ("/attention" in n.name or ".attention" in n.name)
+    ]
     int8_path.parent.mkdir(parents=True, exist_ok=True)
     src = fp32_path
     tmp: Path | None = None
@@ -378,6 +459,7 @@ def quantize_int8(
             per_channel=per_channel,
             op_types_to_quantize=list(op_types) if op_types else None,
             calibrate_method=methods[method],
+            nodes_to_exclude=exclude,
         )
     finally:
         if tmp is not None and tmp.exists():

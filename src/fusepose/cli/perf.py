@@ -1,0 +1,103 @@
+"""``fusepose perf``: the performance table (params, GMACs, latency split, fps, speed-up).
+
+One command measures every model and backend in one process, interleaved run by run, on the
+shared multi-person COCO image, and writes the markdown table (README / docs/performance.md)
+and a JSON with every number (see ``fusepose.benchmark.perf_table``)::
+
+    fusepose perf --json perf.json --markdown perf.md
+
+Weights are random (seeded) unless ``--weights MODEL=FILE``; bottom-up decode then runs on maps
+rendered from the image's ground truth so it sees a realistic number of peaks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from fusepose.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from fusepose.benchmark.perf_table import DEFAULT_MODELS
+
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=list(DEFAULT_MODELS),
+        help=f"registered models (default: {' '.join(DEFAULT_MODELS)})",
+    )
+    parser.add_argument("--baseline", default="higherhrnet_w32", help="speed-up reference")
+    parser.add_argument(
+        "--backends", nargs="+", default=["onnx", "torch"], choices=("onnx", "torch")
+    )
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (ORT and torch)")
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--image", help="benchmark image (default: COCO 000000196141.jpg)")
+    parser.add_argument(
+        "--input",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        default=(512, 512),
+        help="bottom-up input size (fixed export, letterboxed)",
+    )
+    parser.add_argument(
+        "--int8",
+        nargs="*",
+        default=["lmfnet"],
+        metavar="MODEL",
+        help="models that also get an INT8 row (none: --int8 with no name)",
+    )
+    parser.add_argument(
+        "--weights",
+        nargs="*",
+        default=[],
+        metavar="MODEL=FILE",
+        help="checkpoints per model (default random weights)",
+    )
+    parser.add_argument(
+        "--raw-torch", action="store_true", help="add eager rows of the unmodified modules"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="skip the flip, threads and peak sections"
+    )
+    parser.add_argument("--workdir", default=None,
+                        help="ONNX export cache (default ~/.cache/fusepose/perf)")
+    parser.add_argument("--json", metavar="FILE", help="write the full result here")
+    parser.add_argument("--markdown", metavar="FILE", help="write the markdown tables here")
+
+
+def run(args: argparse.Namespace) -> int:
+    from fusepose.benchmark.perf_table import PerfConfig, run_perf, to_markdown, write_outputs
+
+    weights = {}
+    for item in args.weights:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"--weights {item!r}: expected MODEL=FILE")
+        weights[name] = path
+    cfg = PerfConfig(
+        models=tuple(args.models),
+        baseline=args.baseline,
+        backends=tuple(args.backends),
+        threads=args.threads,
+        runs=args.runs,
+        warmup=args.warmup,
+        image=args.image,
+        input_size=(int(args.input[0]), int(args.input[1])),
+        int8=tuple(args.int8),
+        flip_section=not args.quick,
+        threads_section=not args.quick,
+        peak_section=not args.quick,
+        raw_torch=args.raw_torch,
+        **({"workdir": args.workdir} if args.workdir else {}),
+        weights=weights,
+    )
+    res = run_perf(cfg, progress=lambda msg: logger.info("%s", msg))
+    print(to_markdown(res), end="")
+    write_outputs(res, args.json, args.markdown)
+    return 0
