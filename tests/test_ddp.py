@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -27,47 +28,9 @@ SCRIPT = textwrap.dedent(
     """
     import sys
     import torch
-    from torch import nn
-    from torch.utils.data import Dataset
+    from toy_training import Toy, ToyData
     from fusepose.engine.config import load_config
     from fusepose.engine.trainer import train
-    from fusepose.registry import ModelInfo
-
-    K = 2
-
-    class Toy(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU())
-            self.down = nn.Conv2d(8, 8, 3, 2, 1)
-            self.q = nn.Conv2d(8, 2 * K, 1)
-            self.h = nn.Conv2d(8, K, 1)
-            self.info = ModelInfo(name="toy", kind="bottom_up", input_size=(16, 16),
-                                  num_keypoints=K)
-
-        def forward(self, x):
-            f = self.stem(x)
-            return self.q(self.down(f)), self.h(f)
-
-    class Data(Dataset):
-        def __len__(self):
-            return 16
-
-        def __getitem__(self, i):
-            g = torch.Generator().manual_seed(i)
-            pos = torch.randint(0, 4, (2, K, 2), generator=g)
-            img = torch.randn(3, 16, 16) * 0.1  # seeded per (seed, epoch, i) by the trainer
-            hq, hh = torch.zeros(K, 4, 4), torch.zeros(K, 8, 8)
-            tj = torch.zeros(3, K, 2, dtype=torch.int64)
-            for p in range(2):
-                for k in range(K):
-                    x, y = pos[p, k].tolist()
-                    img[k, 4 * y:4 * y + 4, 4 * x:4 * x + 4] += 1
-                    hq[k, y, x] = 1
-                    hh[k, 2 * y, 2 * x] = 1
-                    tj[p, k] = torch.tensor([k * 16 + y * 4 + x, 1])
-            return {"image": img, "heatmaps": [hq, hh], "masks": [torch.ones(4, 4),
-                    torch.ones(8, 8)], "tag_joints": tj}
 
     run_dir, batch = sys.argv[1], sys.argv[2]
     torch.set_num_threads(1)
@@ -76,7 +39,7 @@ SCRIPT = textwrap.dedent(
                              "optim.name=adamw", "optim.weight_decay=0.01",
                              "train.freeze_bn=true", "eval.interval=0", "data.num_workers=0",
                              "runtime.progress=false", "runtime.tensorboard=false"])
-    train(cfg, run_dir=run_dir, model=Toy(), train_set=Data())
+    train(cfg, run_dir=run_dir, model=Toy(), train_set=ToyData(16, people=2))
     """
 )
 
@@ -85,7 +48,7 @@ SCRIPT = textwrap.dedent(
 def test_two_process_gloo_equals_one_process(tmp_path):
     script = tmp_path / "toy_ddp.py"
     script.write_text(SCRIPT)
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parent))
     env.pop("WORLD_SIZE", None)
     one = subprocess.run(
         [sys.executable, str(script), str(tmp_path / "one"), "8"],

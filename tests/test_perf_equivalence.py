@@ -264,3 +264,34 @@ def test_calibration_rejects_bad_image(tmp_path):
     bad.write_bytes(b"not an image")
     with pytest.raises(DataError, match="broken.jpg"):
         calibration_inputs(SIZE, [bad])
+
+
+def test_inline_identity_initializers_keeps_the_graph_result():
+    ort = pytest.importorskip("onnxruntime")
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from fusepose.export.optimize import inline_identity_initializers
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((4, 3, 1, 1)).astype(np.float32), "w")
+    b = numpy_helper.from_array(np.array([1.0, 2.0, 3.0, 4.0], np.float32), "b")
+    nodes = [
+        helper.make_node("Identity", ["b"], ["b_copy"]),
+        helper.make_node("Conv", ["x", "w", "b_copy"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 2, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 2, 2])],
+        [w, b],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    x = rng.standard_normal((1, 3, 2, 2)).astype(np.float32)
+    ref = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    assert inline_identity_initializers(model) == 1
+    assert [n.op_type for n in model.graph.node] == ["Conv"]
+    assert "b_copy" in {t.name for t in model.graph.initializer}
+    onnx.checker.check_model(model)
+    got = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(got, ref)

@@ -19,46 +19,9 @@ SCRIPT = textwrap.dedent(
     """
     import os, signal, sys
     import torch
-    from torch import nn
-    from torch.utils.data import Dataset
+    from toy_training import Toy, ToyData
     from fusepose.engine.config import load_config
     from fusepose.engine.trainer import Trainer
-    from fusepose.registry import ModelInfo
-
-    K = 2
-
-    class Toy(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU())
-            self.down = nn.Conv2d(8, 8, 3, 2, 1)
-            self.q = nn.Conv2d(8, 2 * K, 1)
-            self.h = nn.Conv2d(8, K, 1)
-            self.info = ModelInfo(name="toy", kind="bottom_up", input_size=(16, 16),
-                                  num_keypoints=K)
-
-        def forward(self, x):
-            f = self.stem(x)
-            return self.q(self.down(f)), self.h(f)
-
-    class Data(Dataset):
-        def __len__(self):
-            return 14  # 4 steps per epoch, the last one a partial batch
-
-        def __getitem__(self, i):
-            g = torch.Generator().manual_seed(i)
-            pos = torch.randint(0, 4, (K, 2), generator=g)
-            img = torch.randn(3, 16, 16) * 0.1  # augmentation-like randomness
-            hq, hh = torch.zeros(K, 4, 4), torch.zeros(K, 8, 8)
-            tj = torch.zeros(2, K, 2, dtype=torch.int64)
-            for k in range(K):
-                x, y = pos[k].tolist()
-                img[k, 4 * y:4 * y + 4, 4 * x:4 * x + 4] += 1
-                hq[k, y, x] = 1
-                hh[k, 2 * y, 2 * x] = 1
-                tj[0, k] = torch.tensor([k * 16 + y * 4 + x, 1])
-            return {"image": img, "heatmaps": [hq, hh], "masks": [torch.ones(4, 4),
-                    torch.ones(8, 8)], "tag_joints": tj}
 
     class KillingTrainer(Trainer):
         def save(self, path):
@@ -76,7 +39,8 @@ SCRIPT = textwrap.dedent(
                              "schedule.name=cosine", "schedule.warmup_iters=3",
                              "eval.interval=0", "runtime.progress=false",
                              "runtime.tensorboard=false", f"data.num_workers={workers}"])
-    t = KillingTrainer(cfg, run_dir=run_dir, model=Toy(), train_set=Data())
+    # 14 samples: 4 steps per epoch, the last one a partial batch
+    t = KillingTrainer(cfg, run_dir=run_dir, model=Toy(), train_set=ToyData(14, people=1))
     t.resume("auto")
     t.fit()
     """
@@ -84,7 +48,7 @@ SCRIPT = textwrap.dedent(
 
 
 def _run(script: Path, run_dir: Path, workers: int, kill_at: int | None):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parent))
     if kill_at is not None:
         env["KILL_AT"] = str(kill_at)
     return subprocess.run(

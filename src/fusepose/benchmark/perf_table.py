@@ -213,7 +213,8 @@ class Row:
 
     @property
     def label(self) -> str:
-        return f"{self.model} [{self.backend}{'' if self.precision == 'fp32' else ' ' + self.precision}]"
+        prec = "" if self.precision == "fp32" else " " + self.precision
+        return f"{self.model} [{self.backend}{prec}]"
 
 
 def _image(cfg: PerfConfig):
@@ -267,9 +268,10 @@ def export_cached(model: Any, name: str, hw: tuple[int, int], workdir: Path, tag
     """
     import hashlib
 
+    import fusepose.export.optimize as optimize_module
     from fusepose.export.package import export_model
 
-    digest = hashlib.sha1()
+    digest = hashlib.sha1(Path(optimize_module.__file__).read_bytes())  # the graph choices
     for k, v in sorted(model.state_dict().items()):
         digest.update(k.encode())
         digest.update(v.detach().cpu().float().numpy().tobytes()[:4096])
@@ -639,74 +641,79 @@ def _f(v: Any, nd: int = 1) -> str:
     return f"{v:.{nd}f}" if isinstance(v, float) else str(v)
 
 
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return out
+
+
+def _x(a: Any, b: Any = None) -> str:
+    """``"1.23x"`` or ``"1.23x / 4.56x"``; ``"-"`` when missing."""
+    if a is None:
+        return "-"
+    return f"{a:.2f}x" if b is None else f"{a:.2f}x / {b:.2f}x"
+
+
 def to_markdown(res: dict[str, Any]) -> str:
     """The README table plus the extra sections, as markdown."""
-    m = res["machine"]
+    m, cfg = res["machine"], res["config"]
+    crops = max((r["people"] for r in res["rows"] if r["kind"] == "top_down"), default=0)
     lines = [
         f"Machine: {m['cpu']} ({', '.join(m['isa'])}), {m['logical_cpus']} logical CPUs; "
-        f"{res['config']['threads']} threads, batch 1, fp32 unless stated; Python {m['python']}, "
+        f"{cfg['threads']} threads, batch 1, fp32 unless stated; Python {m['python']}, "
         f"torch {m['torch']}, onnxruntime {m['onnxruntime']}, numpy {m['numpy']}, "
         f"OpenCV {m['opencv']}. Image {Path(res['image']).name} "
         f"({res['image_size'][1]}x{res['image_size'][0]}), decode on {res['decode_maps']}; "
-        f"medians of {res['config']['runs']} interleaved runs, {res['date_utc']} UTC.",
+        f"medians of {cfg['runs']} interleaved runs, {res['date_utc']} UTC.",
         "",
-        "| model | backend | params (M) | GMACs | input | preprocess ms | network ms | decode ms "
-        f"| total ms | fps | speed-up vs {res['config']['baseline']} (total / network) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    header = ["model", "backend", "params (M)", "GMACs", "input", "preprocess ms", "network ms",
+              "decode ms", "total ms", "fps", f"speed-up vs {cfg['baseline']} (total / network)"]  # fmt: skip
+    rows = []
     for r in res["rows"]:
         be = r["backend"] + ("" if r["precision"] == "fp32" else f" {r['precision']}")
-        sp = (
-            "-"
-            if r["speedup_total"] is None
-            else f"{r['speedup_total']:.2f}x / {r['speedup_network']:.2f}x"
-        )
-        lines.append(
-            f"| {r['model']} | {be} | {r['params_m']:.2f} | {r['gmacs']:.2f} | "
-            f"{r['input_size'][0]}x{r['input_size'][1]} | {r['preprocess_ms']:.1f} | "
-            f"{r['network_ms']:.1f} | {r['decode_ms']:.1f} | {r['total_ms']:.1f} | {r['fps']:.2f} | {sp} |"
-        )
-    lines.append("")
-    lines.append("GMACs: true conv MACs (transposed conv on its input grid); top-down rows run one "
-                 f"crop per person ({max((r['people'] for r in res['rows'] if r['kind'] == 'top_down'), default=0)} "
-                 "crops).")  # fmt: skip
+        rows.append([
+            r["model"], be, f"{r['params_m']:.2f}", f"{r['gmacs']:.2f}",
+            f"{r['input_size'][0]}x{r['input_size'][1]}", f"{r['preprocess_ms']:.1f}",
+            f"{r['network_ms']:.1f}", f"{r['decode_ms']:.1f}", f"{r['total_ms']:.1f}",
+            f"{r['fps']:.2f}", _x(r["speedup_total"], r["speedup_network"]),
+        ])  # fmt: skip
+    lines += _table(header, rows)
+    lines += ["", "GMACs: true conv MACs (transposed conv on its input grid); top-down rows run "
+              f"one crop per person ({crops} crops); speed-ups against the same backend."]  # fmt: skip
     if res.get("ratios"):
-        lines += ["", "| model | eager / ORT (network) | INT8 speed-up (network / total) | decode / network |",
-                  "|---|---|---|---|"]  # fmt: skip
-        for name, d in res["ratios"].items():
-            i8 = ("-" if "int8_speedup_network" not in d
-                  else f"{d['int8_speedup_network']:.2f}x / {d['int8_speedup_total']:.2f}x")  # fmt: skip
-            lines.append(f"| {name} | {_f(d.get('torch_over_onnx_network'), 2)} | {i8} | "
-                         f"{_f(d.get('decode_over_network'), 3)} |")  # fmt: skip
+        rows = [[name, _x(d.get("torch_over_onnx_network")),
+                 _x(d.get("int8_speedup_network"), d.get("int8_speedup_total")),
+                 _f(d.get("decode_over_network"), 3)] for name, d in res["ratios"].items()]  # fmt: skip
+        lines += [""] + _table(
+            ["model", "eager / ORT (network)", "INT8 speed-up (network / total)",
+             "decode / network (ORT, flip off)"], rows)  # fmt: skip
     if res.get("flip"):
-        lines += ["", "| model | flip | network ms | decode ms | decode / network | people |",
-                  "|---|---|---|---|---|---|"]  # fmt: skip
-        for name, d in res["flip"].items():
-            for k, v in d.items():
-                lines.append(f"| {name} | {k} | {v['network_ms']:.1f} | {v['decode_ms']:.1f} | "
-                             f"{v['decode_over_network']:.3f} | {v['people']} |")  # fmt: skip
+        rows = [[name, k, f"{v['network_ms']:.1f}", f"{v['decode_ms']:.1f}",
+                 f"{v['decode_over_network']:.3f}", v["people"]]
+                for name, d in res["flip"].items() for k, v in d.items()]  # fmt: skip
+        lines += [""] + _table(
+            ["model", "flip", "network ms", "decode ms", "decode / network", "people"], rows
+        )
     if res.get("threads"):
-        lines += ["", "| model (ORT network) | " + " | ".join(
-            k for k in next(iter(res["threads"].values())) if k.endswith("_ms")) + " | scaling |",
-            "|---|---|---|---|"]  # fmt: skip
-        for name, d in res["threads"].items():
-            vals = " | ".join(f"{v:.1f}" for k, v in d.items() if k.endswith("_ms"))
-            lines.append(f"| {name} | {vals} | {_f(d.get('scaling'), 2)}x |")
-    if res.get("int8"):
-        lines += [""]
-        for name, d in res["int8"].items():
-            lines.append(f"INT8 {name}: mean keypoint change vs fp32 {_f(d['mean_px'], 2)} px over "
-                         f"{d['joints']} joints ({d['weights']} weights); max relative raw-output "
-                         f"change {d['max_rel_output_change']}; calibration {d['calibration']}.")  # fmt: skip
+        keys = [k for k in next(iter(res["threads"].values())) if k.endswith("_ms")]
+        rows = [[name, *(f"{d[k]:.1f}" for k in keys), _x(d.get("scaling"))]
+                for name, d in res["threads"].items()]  # fmt: skip
+        head = ["model (ORT network)", *(k.replace("_threads_ms", " thread(s) ms") for k in keys)]
+        lines += [""] + _table([*head, "scaling"], rows)
+    for name, d in (res.get("int8") or {}).items():
+        lines += ["", f"INT8 {name}: mean keypoint change vs fp32 {_f(d['mean_px'], 2)} px over "
+                  f"{d['joints']} joints ({d['weights']} weights); max relative raw-output change "
+                  f"{d['max_rel_output_change']}; calibration {d['calibration']}."]  # fmt: skip
     if res.get("peak"):
         p = res["peak"]
-        lines += ["", f"Peak rates ({p['threads']} threads, ORT): "
-                  + ", ".join(f"{k} {v} GMAC/s" for k, v in p["rates_gmac_s"].items()),
-                  "", "| model | dense GMACs | depthwise GMACs | FLOP-bound limit ms | ORT network ms | x limit |",
-                  "|---|---|---|---|---|---|"]  # fmt: skip
-        for name, d in p["models"].items():
-            lines.append(f"| {name} | {d['dense_gmacs']:.3f} | {d['depthwise_gmacs']:.3f} | "
-                         f"{d['limit_ms']:.1f} | {_f(d.get('network_ms'))} | {_f(d.get('over_limit'), 2)} |")  # fmt: skip
+        rates = ", ".join(f"{k} {v} GMAC/s" for k, v in p["rates_gmac_s"].items())
+        rows = [[name, f"{d['dense_gmacs']:.3f}", f"{d['depthwise_gmacs']:.3f}",
+                 f"{d['limit_ms']:.1f}", _f(d.get("network_ms")), _x(d.get("over_limit"))]
+                for name, d in p["models"].items()]  # fmt: skip
+        lines += ["", f"Peak rates ({p['threads']} threads, ORT): {rates}.", ""]
+        lines += _table(["model", "dense GMACs", "depthwise GMACs", "FLOP-bound limit ms",
+                         "ORT network ms", "x limit"], rows)  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

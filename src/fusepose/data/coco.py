@@ -453,8 +453,18 @@ def _check_image_size(img: np.ndarray, entry: dict, path: Path, ann_file: Path) 
 # Bottom-up
 
 
+def letterbox_matrix(image_hw: Sequence[int], input_hw: Sequence[int]) -> np.ndarray:
+    """2x3 affine (original -> input pixels) fitting the whole image into ``input_hw (H, W)``:
+    uniform scale ``min(H_in / H, W_in / W)``, centred, the rest zero padding (the Predictor's
+    fixed-size bottom-up warp)."""
+    h, w = float(image_hw[0]), float(image_hw[1])
+    h_in, w_in = float(input_hw[0]), float(input_hw[1])
+    s = min(h_in / h, w_in / w)
+    return np.array([[s, 0.0, (w_in - s * w) / 2.0], [0.0, s, (h_in - s * h) / 2.0]])
+
+
 def bottom_up_train_transforms(
-    input_size: int,
+    input_size: int | Sequence[int],
     flip_index: Sequence[int],
     rng: np.random.Generator | None = None,
     *,
@@ -465,15 +475,19 @@ def bottom_up_train_transforms(
 ) -> T.Compose:
     """HigherHRNet training augmentation (architecture.md §2.5): rotation U[-30, 30] deg,
     scale U[0.75, 1.5] of the short side, centre shift up to ``translate`` px per 200 px of
-    crop (official ``MAX_TRANSLATE`` 40, i.e. 0.2 of the crop), then flip p = 0.5."""
+    crop (official ``MAX_TRANSLATE`` 40, i.e. 0.2 of the crop), then flip p = 0.5.
+
+    ``input_size``: an int (square output) or ``(H, W)``; the crop height is the image's
+    height when ``H <= W`` (for a letterboxed ``H x W`` sample: the whole of it at scale 1)."""
+    hw = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
     return T.Compose(
         [
             T.RandomAffine(
-                input_size,
+                (int(hw[0]), int(hw[1])),
                 max_rotation=rotation,
                 scale_range=scale_range,
                 max_shift=translate / 200.0,
-                scale_type="short",
+                scale_type="short" if hw[0] <= hw[1] else "long",
                 rng=rng,
             ),
             T.RandomFlip(flip_index, prob=flip_prob, rng=rng),
@@ -495,6 +509,11 @@ class CocoBottomUpDataset(_SkipBadMixin, torch.utils.data.Dataset):
     they must output ``input_size x input_size``. Testing uses the official resize
     (:func:`~fusepose.data.transforms.bottom_up_warp`; short side -> ``input_size``), then
     ``transforms`` if given.
+
+    ``resize="letterbox"`` (``input_size`` an int or ``(H, W)``): in training *and* testing the
+    whole image is first fitted into ``H x W`` (:func:`letterbox_matrix`, the Predictor's warp
+    for a fixed ``(H, W)`` input), so every person is seen at the scale used at test time; the
+    training transforms then act on that ``H x W`` view (identity when augmentation is off).
     """
 
     def __init__(
@@ -502,7 +521,7 @@ class CocoBottomUpDataset(_SkipBadMixin, torch.utils.data.Dataset):
         ann_file: str | Path,
         image_dir: str | Path,
         codec: Any = None,
-        input_size: int = 512,
+        input_size: int | Sequence[int] = 512,
         train: bool = True,
         skeleton: str | Path | Skeleton = "coco",
         transforms: Callable[[dict], dict] | None = None,
@@ -514,12 +533,24 @@ class CocoBottomUpDataset(_SkipBadMixin, torch.utils.data.Dataset):
         scale_range: Sequence[float] = (0.75, 1.5),
         translate: float = 40.0,
         max_images: int = 0,
+        resize: str = "crop",
     ):
         self.index = load_coco_keypoints(ann_file)
         self.skeleton = _resolve_skeleton(skeleton, self.index)
         self.image_dir = Path(image_dir)
         self.codec = codec
-        self.input_size = int(input_size)
+        if resize not in ("crop", "letterbox"):
+            raise DataError(f"{ann_file}: resize must be 'crop' or 'letterbox', got {resize!r}")
+        self.resize = resize
+        if isinstance(input_size, int):
+            self.input_hw = (int(input_size), int(input_size))
+        else:
+            self.input_hw = (int(input_size[0]), int(input_size[1]))
+            if resize == "crop" and self.input_hw[0] != self.input_hw[1]:
+                raise DataError(
+                    f"{ann_file}: resize='crop' needs a square input_size, got {self.input_hw}"
+                )
+        self.input_size = self.input_hw[0]
         self.train = bool(train)
         self.skip_bad = bool(skip_bad)
         self.num_skipped = 0
@@ -530,7 +561,7 @@ class CocoBottomUpDataset(_SkipBadMixin, torch.utils.data.Dataset):
         self.image_ids = list(ids)[:max_images] if max_images else list(ids)
         if transforms is None and self.train:
             transforms = bottom_up_train_transforms(
-                self.input_size,
+                self.input_hw,
                 self.skeleton.flip_index,
                 rng,
                 rotation=rotation,
@@ -574,10 +605,19 @@ class CocoBottomUpDataset(_SkipBadMixin, torch.utils.data.Dataset):
     def _load(self, i: int) -> dict[str, Any]:
         s = self.load_raw(i)
         orig_hw = s["image"].shape[:2]
-        if not self.train:
+        if self.resize == "letterbox":
+            M = letterbox_matrix(orig_hw, self.input_hw)
+            size = (self.input_hw[1], self.input_hw[0])
+        elif not self.train:
             M, size = T.bottom_up_warp(orig_hw, self.input_size)
+        if self.resize == "letterbox" or not self.train:
             s["image"] = T.apply_affine(s["image"], M, size)
-            s["mask"] = (T.apply_affine(s["mask"] * 255, M, size) > 127).astype(np.uint8)
+            if self.resize == "letterbox":
+                # the zero padding is seen the same way at test time: trained on (no people)
+                ignore = T.apply_affine((1 - s["mask"]) * 255, M, size) > 127
+                s["mask"] = (~ignore).astype(np.uint8)
+            else:
+                s["mask"] = (T.apply_affine(s["mask"] * 255, M, size) > 127).astype(np.uint8)
             s["keypoints"] = T.affine_points(s["keypoints"], M)
             s["matrix"] = M
         if self.transforms is not None:

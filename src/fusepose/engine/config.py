@@ -30,6 +30,10 @@ class ModelConfig:
     num_keypoints: int = 17
     overrides: dict[str, Any] = field(default_factory=dict)
     weights: str | None = None
+    # "official": the model's own init (HigherHRNet: every conv N(0, 0.001), made for an
+    # ImageNet-pretrained backbone); "scratch": He init of the hidden convs for training from
+    # random weights (see fusepose.engine.trainer.init_from_scratch); ignored with `weights`
+    init: str = "official"
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,10 @@ class DataConfig:
     val_images: str = ""
     det_file: str | None = None
     input_size: tuple[int, int] = (512, 512)
+    # bottom-up geometry: "crop" = HigherHRNet (training: square crop of the short side,
+    # validation: short side -> input_size[0]); "letterbox" = the whole image scaled to fit
+    # input_size (H, W) and centred, the same warp in training and validation
+    resize: str = "crop"
     sigma: float = 2.0
     max_people: int = 30
     skeleton: str = "coco"

@@ -241,7 +241,10 @@ def build_dataset(
         kwargs["input_size"] = (h, w)
     elif kind == "bottom_up":
         cls = fdata.CocoBottomUpDataset
-        kwargs["input_size"] = h
+        if d.resize not in ("crop", "letterbox"):
+            raise ConfigError(f"data.resize: {d.resize!r} is not 'crop' or 'letterbox'")
+        kwargs["input_size"] = (h, w) if d.resize == "letterbox" else h
+        kwargs["resize"] = d.resize
     else:
         cls = fdata.CocoTopDownDataset
         kwargs["input_size"] = (h, w)
@@ -266,19 +269,24 @@ def predict_coco(
     flip: bool = True,
     det_file: str | None = None,
     max_images: int = 0,
+    resize: str = "crop",
 ) -> list[dict[str, Any]]:
     """COCO keypoint results (original-image pixels) of ``model`` on a COCO-format set.
 
     Uses the :class:`~fusepose.inference.predictor.Predictor` (same pre-processing and codec
     decode as inference). Bottom-up: short side resized to ``input_size[0]`` (HigherHRNet
-    rule). Top-down: crops of ``det_file`` boxes, or of the non-crowd GT boxes if None.
+    rule), or with ``resize="letterbox"`` the whole image fitted into ``input_size (H, W)``
+    (the training warp of ``data.resize=letterbox``). Top-down: crops of ``det_file`` boxes,
+    or of the non-crowd GT boxes if None.
     """
     from fusepose.data import load_coco_keypoints, read_image
     from fusepose.inference.predictor import Predictor
 
     index = load_coco_keypoints(ann_file)
     kind = model.info.kind
-    size: Any = int(input_size[0]) if kind == "bottom_up" else tuple(int(v) for v in input_size)
+    size: Any = tuple(int(v) for v in input_size)
+    if kind == "bottom_up" and resize == "crop":
+        size = size[0]  # HigherHRNet test resize: short side -> input_size[0]
     predictor = Predictor(
         model, device=str(device), flip=flip, input_size=size,
         det_file=det_file if kind == "top_down" else None,
@@ -316,6 +324,7 @@ def evaluate_model(model: nn.Module, cfg: Config, device: torch.device) -> dict[
     results = predict_coco(
         model, d.val_ann, d.val_images, input_size=d.input_size, device=device,
         flip=cfg.eval.flip_test, det_file=d.det_file, max_images=d.max_val_images,
+        resize=d.resize,
     )  # fmt: skip
     if not results:
         log.warning("validation: the model found no people; AP = 0")
@@ -337,6 +346,39 @@ def _subset_gt(ann_file: str, keep: set[int]) -> dict[str, Any]:
     data["images"] = [im for im in data["images"] if im["id"] in keep]
     data["annotations"] = [a for a in data["annotations"] if a["image_id"] in keep]
     return data
+
+
+# ------------------------------------------------------------------------------------ init
+
+
+def init_from_scratch(model: nn.Module, output_std: float = 0.001) -> None:
+    """Re-initialise ``model`` for training from random weights.
+
+    Hidden convolutions get He (Kaiming) normal init, fan-out, ReLU gain, zero bias; norms
+    weight 1, bias 0. The prediction convs (``model.head.final_layers`` of a bottom-up model,
+    ``final_layer`` / ``final_layers`` attributes elsewhere) keep the official N(0,
+    ``output_std``) so the first heatmaps are ~0. The official N(0, 0.001) everywhere suits
+    fine-tuning from ImageNet weights; from scratch it leaves the Ghost / attention blocks
+    with activations shrinking layer after layer, and the tag maps nearly constant, where the
+    push term of the AE loss has no gradient.
+    """
+    finals: set[int] = set()
+    for name, mod in model.named_modules():
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf in ("final_layer", "final_layers"):
+            finals.update(id(m) for m in mod.modules())
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            if id(m) in finals:
+                nn.init.normal_(m.weight, std=output_std)
+            else:
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm)):
+            if m.weight is not None:
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
 
 
 # ------------------------------------------------------------------------------- BN helpers
@@ -410,8 +452,14 @@ class Trainer:
             model = create_model(
                 cfg.model.name, num_keypoints=cfg.model.num_keypoints, **cfg.model.overrides
             )
+            if cfg.model.init not in ("official", "scratch"):
+                raise ConfigError(
+                    f"model.init: {cfg.model.init!r} is not 'official' or 'scratch'"
+                )
             if cfg.model.weights:
                 load_weights(model, cfg.model.weights, strict=False)
+            elif cfg.model.init == "scratch":
+                init_from_scratch(model)
         self.kind = getattr(getattr(model, "info", None), "kind", "bottom_up")
         self.model_name = getattr(getattr(model, "info", None), "name", type(model).__name__)
         self.num_keypoints = int(

@@ -440,14 +440,15 @@ def quantize_int8(
         if exclude_attention and ("/attention" in n.name or ".attention" in n.name)
     ]
     int8_path.parent.mkdir(parents=True, exist_ok=True)
-    src = fp32_path
-    tmp: Path | None = None
+    tmp = int8_path.with_suffix(".prep.onnx")
+    n_inlined = inline_identity_initializers(model_proto)
+    onnx.save(model_proto, str(tmp))
+    logger.debug("inlined %d Identity-fed initializers", n_inlined)
+    src = tmp
     if preprocess:
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
-        tmp = int8_path.with_suffix(".prep.onnx")
-        quant_pre_process(str(fp32_path), str(tmp), skip_symbolic_shape=True)
-        src = tmp
+        quant_pre_process(str(tmp), str(tmp), skip_symbolic_shape=True)
     try:
         quantize_static(
             str(src),
@@ -462,11 +463,38 @@ def quantize_int8(
             nodes_to_exclude=exclude,
         )
     finally:
-        if tmp is not None and tmp.exists():
+        if tmp.exists():
             tmp.unlink()
     _copy_metadata(model_proto, int8_path)
     logger.info("wrote %s (INT8 QDQ, %d calibration inputs)", int8_path, len(inputs))
     return int8_path
+
+
+def inline_identity_initializers(model_proto: Any) -> int:
+    """Replace ``Identity`` nodes that read an initializer by a copy of that initializer
+    under the node's output name (in place); returns how many were replaced.
+
+    The TorchScript exporter de-duplicates equal parameters (e.g. the identical folded BN
+    biases of a freshly initialised model) and feeds the copies through ``Identity`` nodes. A
+    conv bias that is not an initializer keeps ONNX Runtime's quantizer / QDQ fusion from
+    turning the conv into a ``QLinearConv``.
+    """
+    graph = model_proto.graph
+    inits = {t.name: t for t in graph.initializer}
+    keep, n = [], 0
+    for node in graph.node:
+        if node.op_type == "Identity" and node.input[0] in inits:
+            t = type(inits[node.input[0]])()
+            t.CopyFrom(inits[node.input[0]])
+            t.name = node.output[0]
+            graph.initializer.append(t)
+            n += 1
+        else:
+            keep.append(node)
+    if n:
+        del graph.node[:]
+        graph.node.extend(keep)
+    return n
 
 
 def _copy_metadata(src_proto: Any, dst: Path) -> None:
