@@ -147,3 +147,17 @@ def test_bench_data_smoke():
         # a perfect network's output decodes to exactly the people that have keypoints
         assert d["people_decoded"] == d["people_with_keypoints"] >= 5
         assert d["median_ms"] > 0
+
+
+def test_negative_edge_keeps_torsos_inside_and_blobs_are_optional():
+    """edge=-0.25: person centres in [0.25, 0.75] of the side, so with torso <= 0.2 of the
+    side every shoulder and hip lies inside the image (labelled, v > 0)."""
+    cfg = SynthConfig(size=128, min_people=1, max_people=2, min_torso=0.15, max_torso=0.2,
+                      edge=-0.25, max_blobs=0)  # fmt: skip
+    n = 0
+    for i in range(20):
+        _img, anns = render_image(np.random.default_rng([3, i]), cfg)
+        for a in anns:
+            assert np.all(a["keypoints"][[5, 6, 11, 12], 2] > 0), (i, a["keypoints"])
+            n += 1
+    assert n >= 20

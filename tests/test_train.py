@@ -232,3 +232,38 @@ def test_cli_train_real_lmfnet_on_synthetic_then_resume(tmp_path):
     ck = load_checkpoint(tmp_path / "run" / "last.pth")
     assert (ck["epoch"], ck["global_step"]) == (2, 4)
     assert len(list(csv.DictReader(open(tmp_path / "run" / "train.csv")))) == 2
+
+
+def test_init_from_scratch_he_hidden_small_outputs():
+    """model.init=scratch: hidden convs get He-normal weights (std sqrt(2 / fan_out)), the
+    prediction convs keep N(0, 0.001), BN is reset to (1, 0)."""
+    from fusepose.engine.trainer import init_from_scratch
+    from fusepose.registry import create_model
+
+    torch.manual_seed(0)
+    model = create_model("lmfnet", widths=[16, 32, 64, 128], stem_width=16, stage1_planes=16)
+    init_from_scratch(model)
+    finals = {id(m) for m in model.head.final_layers.modules()}
+    checked = 0
+    for m in model.modules():
+        if not isinstance(m, nn.Conv2d) or m.weight.numel() < 2000:
+            continue
+        std = float(m.weight.detach().std())
+        if id(m) in finals:
+            assert std == pytest.approx(0.001, rel=0.1)
+        else:
+            fan_out = m.weight.shape[0] * m.weight[0, 0].numel()
+            assert std == pytest.approx(math.sqrt(2.0 / fan_out), rel=0.1), m
+            checked += 1
+    assert checked > 10
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            assert torch.all(m.weight == 1) and torch.all(m.bias == 0)
+
+
+def test_model_init_scratch_is_used_by_trainer_and_checked(tmp_path):
+    """The config key reaches the model; an unknown value is a ConfigError naming the key."""
+    from fusepose.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model.init"):
+        Trainer(_cfg("model.init=pretrained"), run_dir=tmp_path / "bad")

@@ -51,13 +51,14 @@ class PerfConfig:
     image: str | None = None
     input_size: tuple[int, int] = (512, 512)
     int8: Sequence[str] = ("lmfnet",)
-    int8_calibration: int = 8
+    int8_calibration: int = 4
     flip_section: bool = True
     threads_section: bool = True
     peak_section: bool = True
     raw_torch: bool = False
     workdir: str = str(Path.home() / ".cache" / "fusepose" / "perf")
     weights: dict[str, str] = field(default_factory=dict)
+    int8_checkpoint: str | None = None
     seed: int = 0
 
 
@@ -142,7 +143,8 @@ def measure_peak(threads: int = 2, reps: int = 10) -> dict[str, float]:
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = onnx.numpy_helper.from_array(rng.standard_normal((n, n), dtype=np.float32), "b")
     m = graph([helper.make_node("MatMul", ["a", "b"], ["y"])],
-              [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])], [b], [n, n])  # fmt: skip
+              [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])],
+              [b], [n, n])  # fmt: skip
     out["matmul"] = n**3 / _ort_time(m, {"a": a}, threads, reps) / 1e9
 
     def conv(c_in: int, c_out: int, k: int, groups: int, hw: tuple[int, int]) -> float:
@@ -260,7 +262,9 @@ def model_input_hw(model: Any, cfg: PerfConfig) -> tuple[int, int]:
     return int(h), int(w)
 
 
-def export_cached(model: Any, name: str, hw: tuple[int, int], workdir: Path, tag: str) -> Path:
+def export_cached(
+    model: Any, name: str, hw: tuple[int, int], workdir: Path, tag: str, dynamic: bool = False
+) -> Path:
     """Fixed-shape (batch 1) ONNX export of ``model`` in ``workdir``, reused when present.
 
     The file name holds the model name, size, ``tag`` and a fingerprint of the weights, so a
@@ -275,10 +279,11 @@ def export_cached(model: Any, name: str, hw: tuple[int, int], workdir: Path, tag
     for k, v in sorted(model.state_dict().items()):
         digest.update(k.encode())
         digest.update(v.detach().cpu().float().numpy().tobytes()[:4096])
-    path = workdir / f"{name}_{hw[0]}x{hw[1]}_{tag}_{digest.hexdigest()[:10]}.onnx"
+    size = "dyn" if dynamic else f"{hw[0]}x{hw[1]}"
+    path = workdir / f"{name}_{size}_{tag}_{digest.hexdigest()[:10]}.onnx"
     if not path.is_file():
         t = time.perf_counter()
-        export_model(model, path, hw)
+        export_model(model, path, hw, dynamic=dynamic)
         logger.info("exported %s in %.0f s", path.name, time.perf_counter() - t)
     return path
 
@@ -291,8 +296,13 @@ def _predictor(source: Any, kind_backend: str, cfg: PerfConfig, hw, flip: bool =
     if isinstance(source, Path):
         return Predictor(backend="onnx", onnx_path=source, num_threads=threads or cfg.threads,
                          flip=flip, input_size=size)  # fmt: skip
+    import inspect
+
+    extra = {}
+    if "optimize" in inspect.signature(Predictor).parameters:
+        extra["optimize"] = False  # ``source`` is already the module we want to time
     return Predictor(source, num_threads=threads or cfg.threads, flip=flip, input_size=size,
-                     allow_random_weights=True)  # fmt: skip
+                     allow_random_weights=True, **extra)  # fmt: skip
 
 
 def _hook(pred, gt, boxes, use_gt: bool) -> None:
@@ -470,6 +480,16 @@ def run_perf(cfg: PerfConfig, progress=None) -> dict[str, Any]:
             b = built[name]
             info.update(int8_keypoint_change(b["onnx"], b["int8"], b["hw"], cfg))
         out["int8"] = int8_info
+    if cfg.int8_checkpoint:
+        from fusepose.benchmark.latency import default_image
+
+        say(f"INT8 AP change with {cfg.int8_checkpoint}")
+        img0 = default_image()
+        ann = img0.parent / "test_coco.json" if img0 is not None else None
+        if ann is None or not ann.is_file():
+            raise DataError("--int8-checkpoint needs the shared COCO samples (test_coco.json)")
+        out["int8_checkpoint"] = int8_checkpoint_ap(cfg.int8_checkpoint, ann, workdir,
+                                                    threads=cfg.threads)  # fmt: skip
     if cfg.flip_section:
         say("decode with flip off / on")
         out["flip"] = flip_section(built, image, gt, boxes, cfg, use_gt)
@@ -492,7 +512,7 @@ def int8_model(fp32_path: Path, hw: tuple[int, int], cfg: PerfConfig) -> tuple[P
     images = sorted(img.parent.glob("*.jpg")) if img is not None else []
     n_syn = max(cfg.int8_calibration - len(images), 0)
     calib = {"images": [p.name for p in images], "synthetic": n_syn, "method": "minmax",
-             "format": "QDQ u8/s8 per-channel, Conv/ConvTranspose"}  # fmt: skip
+             "format": "QDQ u8/s8 per-channel, all ops but attention"}  # fmt: skip
     if not q_path.is_file():
         inputs = calibration_inputs(hw, images, num_synthetic=n_syn, seed=cfg.seed)
         quantize_int8(fp32_path, q_path, inputs)
@@ -536,6 +556,88 @@ def int8_keypoint_change(fp32_path: Path, int8_path: Path, hw, cfg: PerfConfig) 
         "per_image": per_image,
         "max_rel_output_change": round(out_diff, 5),
     }
+
+
+def int8_checkpoint_ap(
+    checkpoint: str | Path,
+    ann_file: str | Path,
+    workdir: str | Path,
+    input_hw: tuple[int, int] = (256, 256),
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """COCO AP of a trained checkpoint in eager fp32, ONNX fp32 (optimized) and ONNX INT8 on
+    the images of ``ann_file`` (HigherHRNet resize, short side ``min(input_hw)``, flip off),
+    plus the decoded keypoint change INT8 vs fp32. Calibration uses the same images."""
+    from fusepose.engine.checkpoint import load_checkpoint, load_weights
+    from fusepose.evaluation.coco import evaluate_coco
+    from fusepose.export.optimize import optimize_for_inference, quantize_int8
+    from fusepose.inference.predictor import ImageIds, Predictor
+    from fusepose.inference.sources import read_image
+    from fusepose.registry import create_model
+
+    ck = load_checkpoint(checkpoint)
+    conf = ck.get("model_config") or {}
+    try:
+        model = create_model(ck["model_name"], **(conf.get("overrides") or {}))
+    except (KeyError, TypeError) as e:
+        raise ConfigError(f"{checkpoint}: cannot build {ck['model_name']!r} ({e})") from None
+    load_weights(model, checkpoint)
+    model.eval()
+    if model.info.kind != "bottom_up":
+        raise ConfigError(f"{checkpoint}: --int8-checkpoint supports bottom-up models only")
+    ann_file = Path(ann_file)
+    data = json.loads(ann_file.read_text())
+    paths = [ann_file.parent / im["file_name"] for im in data["images"]]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise DataError(f"{ann_file}: images not found beside it: {missing[:3]}")
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    import cv2
+
+    from fusepose.data.transforms import normalize
+
+    size = int(min(input_hw))  # HigherHRNet resize: short side -> size, long side -> x64
+    fp32 = export_cached(optimize_for_inference(model), f"{ck['model_name']}_ckpt",
+                         (size, size), workdir, "opt", dynamic=True)  # fmt: skip
+    preds = {
+        "torch_fp32": Predictor(model, input_size=size, num_threads=threads),
+        "onnx_fp32": Predictor(backend="onnx", onnx_path=fp32, input_size=size,
+                               num_threads=threads),
+    }  # fmt: skip
+    int8 = fp32.with_name(fp32.stem + "_int8.onnx")
+    if not int8.is_file():
+        calib = []
+        for p in paths:
+            img = read_image(p)
+            m, (w, h) = preds["onnx_fp32"].warp_matrix(img.shape[:2])
+            warped = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR)
+            calib.append(np.asarray(normalize(warped), dtype=np.float32)[None])
+        quantize_int8(fp32, int8, calib)
+    preds["onnx_int8"] = Predictor(backend="onnx", onnx_path=int8, input_size=size,
+                                   num_threads=threads)  # fmt: skip
+    ids = ImageIds(ann_file)
+    results: dict[str, list] = {k: [] for k in preds}
+    per_image: dict[str, dict] = {k: {} for k in preds}
+    for p in paths:
+        img = read_image(p)
+        iid = ids.by_name[p.name]
+        for k, pred in preds.items():
+            r = pred.predict_frame(img, image_id=iid)
+            per_image[k][p.name] = r
+            results[k] += r.to_coco()
+    out: dict[str, Any] = {"checkpoint": str(checkpoint), "input_size": [size, "short side"]}
+    for k, res in results.items():
+        out[f"AP_{k}"] = round(float(evaluate_coco(ann_file, res)["AP"]), 4) if res else 0.0
+    errs = [match_keypoint_error(per_image["onnx_fp32"][n], per_image["onnx_int8"][n])
+            for n in per_image["onnx_fp32"]]  # fmt: skip
+    joints = sum(e["joints"] for e in errs)
+    out["int8_mean_px"] = (
+        round(sum(e["mean_px"] * e["joints"] for e in errs) / joints, 3) if joints else None
+    )
+    out["int8_max_px"] = round(max((e["max_px"] for e in errs), default=0.0), 3)
+    out["joints"] = joints
+    return out
 
 
 def _name_of(pred) -> str:
@@ -668,7 +770,8 @@ def to_markdown(res: dict[str, Any]) -> str:
         "",
     ]
     header = ["model", "backend", "params (M)", "GMACs", "input", "preprocess ms", "network ms",
-              "decode ms", "total ms", "fps", f"speed-up vs {cfg['baseline']} (total / network)"]  # fmt: skip
+              "decode ms", "total ms", "fps",
+              f"speed-up vs {cfg['baseline']} (total / network)"]  # fmt: skip
     rows = []
     for r in res["rows"]:
         be = r["backend"] + ("" if r["precision"] == "fp32" else f" {r['precision']}")
@@ -679,12 +782,16 @@ def to_markdown(res: dict[str, Any]) -> str:
             f"{r['fps']:.2f}", _x(r["speedup_total"], r["speedup_network"]),
         ])  # fmt: skip
     lines += _table(header, rows)
-    lines += ["", "GMACs: true conv MACs (transposed conv on its input grid); top-down rows run "
-              f"one crop per person ({crops} crops); speed-ups against the same backend."]  # fmt: skip
+    lines += [
+        "",
+        "GMACs: true conv MACs (transposed conv on its input grid); top-down rows run "
+        f"one crop per person ({crops} crops); speed-ups against the same backend.",
+    ]
     if res.get("ratios"):
         rows = [[name, _x(d.get("torch_over_onnx_network")),
                  _x(d.get("int8_speedup_network"), d.get("int8_speedup_total")),
-                 _f(d.get("decode_over_network"), 3)] for name, d in res["ratios"].items()]  # fmt: skip
+                 _f(d.get("decode_over_network"), 3)]
+                for name, d in res["ratios"].items()]  # fmt: skip
         lines += [""] + _table(
             ["model", "eager / ORT (network)", "INT8 speed-up (network / total)",
              "decode / network (ORT, flip off)"], rows)  # fmt: skip
@@ -702,9 +809,20 @@ def to_markdown(res: dict[str, Any]) -> str:
         head = ["model (ORT network)", *(k.replace("_threads_ms", " thread(s) ms") for k in keys)]
         lines += [""] + _table([*head, "scaling"], rows)
     for name, d in (res.get("int8") or {}).items():
-        lines += ["", f"INT8 {name}: mean keypoint change vs fp32 {_f(d['mean_px'], 2)} px over "
-                  f"{d['joints']} joints ({d['weights']} weights); max relative raw-output change "
-                  f"{d['max_rel_output_change']}; calibration {d['calibration']}."]  # fmt: skip
+        if d["joints"]:
+            change = (f"mean keypoint change vs fp32 {_f(d['mean_px'], 2)} px over {d['joints']} "
+                      f"joints, max relative raw-output change {d['max_rel_output_change']}")  # fmt: skip
+        else:
+            change = "keypoint change not measurable with random weights (no confident joints)"
+        lines += ["", f"INT8 {name} ({d['weights']} weights): {change}; calibration "
+                  f"{d['calibration']}."]  # fmt: skip
+    if res.get("int8_checkpoint"):
+        d = res["int8_checkpoint"]
+        lines += ["", f"INT8 on a trained checkpoint ({Path(d['checkpoint']).name}, "
+                  f"short side {d['input_size'][0]}, the 4 COCO samples): AP eager fp32 "
+                  f"{d['AP_torch_fp32']:.3f}, ONNX fp32 {d['AP_onnx_fp32']:.3f}, ONNX INT8 "
+                  f"{d['AP_onnx_int8']:.3f}; keypoints INT8 vs fp32 mean {_f(d['int8_mean_px'], 2)}"
+                  f" px, max {d['int8_max_px']:.2f} px over {d['joints']} joints."]  # fmt: skip
     if res.get("peak"):
         p = res["peak"]
         rates = ", ".join(f"{k} {v} GMAC/s" for k, v in p["rates_gmac_s"].items())

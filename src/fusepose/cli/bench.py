@@ -46,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--flip", action="store_true")
     parser.add_argument("--compare", metavar="MODEL2", help="second model, interleaved")
+    parser.add_argument("--compare-onnx", metavar="FILE",
+                        help="MODEL2 as ONNX (with --backend onnx; default: export MODEL2 with "
+                        "random weights at the first model's input size, cached beside --onnx)")
     parser.add_argument(
         "--gt-outputs",
         action="store_true",
@@ -74,6 +77,27 @@ def _predictor(name: str | None, args: argparse.Namespace, onnx: str | None):
     )
 
 
+def _export_compare(name: str, first, onnx_path: str) -> str:
+    """Optimized random-weight export of ``name`` at ``first``'s fixed input size (cached)."""
+    import torch
+
+    from fusepose.export.optimize import optimize_for_inference
+    from fusepose.export.package import export_model
+    from fusepose.registry import create_model
+
+    hw = first.runner.fixed_hw if first.runner is not None else None
+    out = Path(onnx_path).with_name(f"{name}_{hw[0]}x{hw[1]}_random_opt.onnx" if hw else
+                                    f"{name}_random_opt.onnx")  # fmt: skip
+    if not out.is_file():
+        torch.manual_seed(0)
+        try:
+            model = create_model(name).eval()
+        except KeyError as e:
+            raise ConfigError(str(e.args[0])) from None
+        export_model(optimize_for_inference(model), out, hw, dynamic=hw is None)
+    return str(out)
+
+
 def run(args: argparse.Namespace) -> int:
     from fusepose.benchmark.latency import benchmark, default_image, gt_people, synthetic_image
     from fusepose.inference.gt_outputs import bottom_up_gt_hook
@@ -94,7 +118,11 @@ def run(args: argparse.Namespace) -> int:
     first = _predictor(args.model, args, args.onnx)
     preds = [(first.model_name + (" (onnx)" if args.onnx else ""), first)]
     if args.compare:
-        preds.append((args.compare, _predictor(args.compare, args, None)))
+        onnx2 = None
+        if args.backend == "onnx":  # same runtime for both rows
+            onnx2 = args.compare_onnx or _export_compare(args.compare, first, args.onnx)
+        preds.append((args.compare + (" (onnx)" if onnx2 else ""),
+                      _predictor(args.compare, args, onnx2)))
     if len({label for label, _ in preds}) < len(preds):
         preds = [(f"{label}[{i}]", p) for i, (label, p) in enumerate(preds)]
     h, w = image.shape[:2]

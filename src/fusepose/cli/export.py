@@ -37,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="max abs difference allowed between ONNX Runtime and PyTorch",
     )
     parser.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime check")
+    parser.add_argument("--no-optimize", action="store_true",
+                        help="export the module as is (default: BN folded, fast attention ops)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch and ORT)")
 
 
@@ -71,7 +73,12 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args)
     hw = tuple(args.input) if args.input else default_export_size(model)
     try:
-        export_model(model, args.output, hw, opset=args.opset, dynamic=args.dynamic)
+        to_export = model
+        if not args.no_optimize:
+            from fusepose.export.optimize import optimize_for_inference
+
+            to_export = optimize_for_inference(model)
+        export_model(to_export, args.output, hw, opset=args.opset, dynamic=args.dynamic)
     except ValueError as e:
         raise ConfigError(f"--input {hw}: {e}") from None
     except Exception as e:  # noqa: BLE001 - exporter errors are many and private

@@ -60,13 +60,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="checkpoints per model (default random weights)",
     )
     parser.add_argument(
+        "--int8-checkpoint",
+        metavar="FILE",
+        help="trained bottom-up checkpoint: COCO AP fp32 vs INT8 on the shared COCO samples",
+    )
+    parser.add_argument(
         "--raw-torch", action="store_true", help="add eager rows of the unmodified modules"
     )
     parser.add_argument(
         "--quick", action="store_true", help="skip the flip, threads and peak sections"
     )
-    parser.add_argument("--workdir", default=None,
-                        help="ONNX export cache (default ~/.cache/fusepose/perf)")
+    parser.add_argument(
+        "--workdir", default=None, help="ONNX export cache (default ~/.cache/fusepose/perf)"
+    )
     parser.add_argument("--json", metavar="FILE", help="write the full result here")
     parser.add_argument("--markdown", metavar="FILE", help="write the markdown tables here")
 
@@ -96,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         raw_torch=args.raw_torch,
         **({"workdir": args.workdir} if args.workdir else {}),
         weights=weights,
+        int8_checkpoint=args.int8_checkpoint,
     )
     res = run_perf(cfg, progress=lambda msg: logger.info("%s", msg))
     print(to_markdown(res), end="")

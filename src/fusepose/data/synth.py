@@ -59,6 +59,9 @@ class SynthConfig:
     min_torso: float = 0.06  # torso length as a fraction of the image side
     max_torso: float = 0.28
     jpeg_quality: int = 90
+    # person centres are drawn in [-edge, 1 + edge] * size (negative: kept away from the border)
+    edge: float = 0.05
+    max_blobs: int = 7  # distractor ellipses in the background (0..max_blobs)
 
 
 def coco_categories() -> list[dict[str, Any]]:
@@ -195,7 +198,7 @@ def _draw_person(img, owner, label: int, kp: np.ndarray, extra: dict, T: float, 
     cv2.circle(img, tuple(_pts(kp[4])[0]), int(dot * 1.3), (60, 60, 220), -1, cv2.LINE_8, _SHIFT)
 
 
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+def _background(rng: np.random.Generator, size: int, max_blobs: int = 7) -> np.ndarray:
     """Textured BGR background: smooth noise + stripes + blobs (no loop over pixels)."""
     g = int(rng.integers(3, 12))
     low = (
@@ -213,7 +216,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
         v = t * np.float32(np.sin(ang) * freq)
         wave = np.outer(np.cos(v), np.sin(u)) + np.outer(np.sin(v), np.cos(u))
         img += wave[..., None] * rng.uniform(8, 35, 3).astype(np.float32)
-    for _ in range(int(rng.integers(0, 8))):  # blobs
+    for _ in range(int(rng.integers(0, max_blobs + 1))):  # blobs
         c = (int(rng.integers(0, size)), int(rng.integers(0, size)))
         ax = (int(rng.integers(4, size // 5)), int(rng.integers(4, size // 5)))
         cv2.ellipse(
@@ -238,14 +241,14 @@ def render_image(
         ``mask`` ``(S, S)`` bool of its visible pixels, ``torso`` (px).
     """
     S = cfg.size
-    img = _background(rng, S)
+    img = _background(rng, S, cfg.max_blobs)
     owner = np.zeros((S, S), np.uint8)  # 0 = background, i + 1 = person i
     n = int(rng.integers(cfg.min_people, cfg.max_people + 1))
     torsos = np.sort(rng.uniform(cfg.min_torso, cfg.max_torso, n) * S)  # far (small) first
     people = []
     for i, T in enumerate(torsos):
         # centre may push limbs out of the frame
-        center = rng.uniform(-0.05 * S, 1.05 * S, 2)
+        center = rng.uniform(-cfg.edge * S, (1 + cfg.edge) * S, 2)
         kp, extra = _pose(rng, center, T)
         _draw_person(img, owner, i + 1, kp, extra, T, rng)
         people.append((kp, T))

@@ -449,13 +449,11 @@ class Trainer:
         if model is None:
             from fusepose.registry import create_model
 
+            if cfg.model.init not in ("official", "scratch"):
+                raise ConfigError(f"model.init: {cfg.model.init!r} is not 'official' or 'scratch'")
             model = create_model(
                 cfg.model.name, num_keypoints=cfg.model.num_keypoints, **cfg.model.overrides
             )
-            if cfg.model.init not in ("official", "scratch"):
-                raise ConfigError(
-                    f"model.init: {cfg.model.init!r} is not 'official' or 'scratch'"
-                )
             if cfg.model.weights:
                 load_weights(model, cfg.model.weights, strict=False)
             elif cfg.model.init == "scratch":
