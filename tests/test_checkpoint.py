@@ -130,3 +130,30 @@ def test_shape_mismatch_is_checkpoint_error(tmp_path):
     torch.save(sd, p)
     with pytest.raises(CheckpointError, match="bad.pth"):
         ck.load_weights(Tiny(), p)
+
+
+def test_predictor_rebuilds_the_trained_architecture_from_a_checkpoint(tmp_path):
+    """A checkpoint of a reduced model (architecture overrides) loads through the Predictor,
+    and loading it into the default-size model fails with a one-line summary."""
+    import fusepose
+    from fusepose.engine.checkpoint import checkpoint_model_kwargs, load_weights, save_checkpoint
+    from fusepose.errors import CheckpointError
+
+    overrides = {"modules": [1, 1, 1], "blocks_per_branch": 1, "head_num_blocks": 1}
+    model = fusepose.create_model("lmfnet", num_keypoints=17, **overrides)
+    path = save_checkpoint(
+        tmp_path / "small.pth",
+        {
+            "format_version": 1,
+            "model_name": "lmfnet",
+            "model_config": {"name": "lmfnet", "num_keypoints": 17, "overrides": overrides},
+            "state_dict": model.state_dict(),
+        },
+    )
+    assert checkpoint_model_kwargs(path)["modules"] == (1, 1, 1)
+    predictor = fusepose.Predictor("lmfnet", weights=path)
+    for k, v in model.state_dict().items():
+        assert torch.equal(predictor.model.state_dict()[k], v), k
+    with pytest.raises(CheckpointError) as e:
+        load_weights(fusepose.create_model("lmfnet"), path)
+    assert "missing" in str(e.value) and "\n" not in str(e.value) and len(str(e.value)) < 500

@@ -1,7 +1,7 @@
 """fusepose: lightweight human pose estimation (L-MFNet, SFM + HSA) with honest numbers."""
 
-from fusepose.registry import ModelInfo, create_model, get_model_info, list_models, register_model
 from fusepose.errors import FusePoseError
+from fusepose.registry import ModelInfo, create_model, get_model_info, list_models, register_model
 from fusepose.skeletons import Skeleton, get_skeleton, load_skeleton
 from fusepose.structures import PoseInstance, PoseResult
 

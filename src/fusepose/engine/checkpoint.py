@@ -147,13 +147,40 @@ def load_weights(model: torch.nn.Module, path: str | os.PathLike, *, strict: boo
     try:
         result = model.load_state_dict(state, strict=strict)
     except RuntimeError as e:
-        msg = str(e).strip().splitlines()
         raise CheckpointError(
             f"{path}: weights do not fit {expected or type(model).__name__}: "
-            + " ".join(m.strip() for m in msg[:3])
+            + _mismatch_summary(model.state_dict(), state)
         ) from e
     log.info("loaded weights from %s", path)
     return result
+
+
+def _mismatch_summary(own: dict[str, Any], state: dict[str, Any]) -> str:
+    """One line: how many tensors are missing, unexpected or of another shape (first of each)."""
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shape = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    parts = []
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape differs", shape)):
+        if keys:
+            parts.append(f"{len(keys)} {label} (e.g. {keys[0]})")
+    return "; ".join(parts) or "incompatible state dict"
+
+
+def checkpoint_model_kwargs(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``create_model`` keyword arguments a fusepose checkpoint was trained with
+    (``num_keypoints`` and the architecture overrides); ``{}`` for other weight files."""
+    try:
+        obj = load_checkpoint(path)
+    except CheckpointError:
+        return {}
+    cfg = obj.get("model_config") if isinstance(obj, dict) else None
+    if not isinstance(cfg, dict):
+        return {}
+    kwargs = dict(cfg.get("overrides") or {})
+    if cfg.get("num_keypoints") is not None:
+        kwargs["num_keypoints"] = int(cfg["num_keypoints"])
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
 
 
 def _try_convert_official(state: dict[str, Any], path: Path) -> dict[str, Any]:

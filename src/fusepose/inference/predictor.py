@@ -332,13 +332,15 @@ class Predictor:
         else:
             if not model_name:
                 raise ConfigError("model_name is required for the torch backend")
+            from fusepose.engine.checkpoint import checkpoint_model_kwargs, load_weights
+
+            # a fusepose checkpoint knows the architecture overrides it was trained with
+            kwargs = checkpoint_model_kwargs(weights) if weights is not None else {}
             try:
-                model = create_model(str(model_name))
+                model = create_model(str(model_name), **kwargs)
             except KeyError as e:
                 raise ConfigError(str(e.args[0])) from None
             if weights is not None:
-                from fusepose.engine.checkpoint import load_weights
-
                 load_weights(model, weights)
             elif allow_random:
                 logger.warning(
