@@ -816,28 +816,10 @@ class CocoTopDownDataset(_SkipBadMixin, torch.utils.data.Dataset):
         K = self.index.num_keypoints
         has_gt = e["keypoints"] is not None
         kp = e["keypoints"] if has_gt else np.zeros((K, 3))
-        s = {
-            "image": img,
-            "keypoints": kp[None].copy(),
-            "center": center.copy(),
-            "scale": scale.copy(),
-            "matrix": np.eye(3)[:2],
-        }
-        if self.transforms is not None and self.train:
-            s = self.transforms(s)
-        else:
-            s = T.TopDownAffine(self.input_size)(s)
-            if self.transforms is not None:
-                s = self.transforms(s)
-        kp_in = s["keypoints"][0]
-        out: dict[str, Any] = {
-            "image": torch.from_numpy(T.normalize(s["image"])),
-            "keypoints": torch.from_numpy(kp_in.astype(np.float32)),
-        }
-        if self.codec is not None and has_gt:
-            heatmaps, weights = self.codec.encode(kp_in)
-            out["heatmaps"] = to_tensors(np.asarray(heatmaps, dtype=np.float32))
-            out["target_weight"] = to_tensors(np.asarray(weights, dtype=np.float32))
+        s, out = top_down_sample(
+            img, kp, center, scale, self.input_size, self.transforms, self.train,
+            self.codec if has_gt else None,
+        )  # fmt: skip
         out["meta"] = {
             "image_id": e["image_id"],
             "path": str(path),
@@ -854,3 +836,44 @@ class CocoTopDownDataset(_SkipBadMixin, torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         return self._load_or_skip(i, self._load)
+
+
+def top_down_sample(
+    img: np.ndarray,
+    keypoints: np.ndarray,
+    center: np.ndarray,
+    scale: np.ndarray,
+    input_size: tuple[int, int],
+    transforms: Callable | None,
+    train: bool,
+    codec: Any,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Warp one person crop (augmented in training) and encode its targets.
+
+    keypoints: (K, 3) original-image pixels. Returns the transformed sample dict (with its
+    ``matrix``, original -> input) and the output dict: ``image`` (3, H, W) tensor,
+    ``keypoints`` (K, 3) input pixels and, with a codec, ``heatmaps`` and ``target_weight``.
+    """
+    s = {
+        "image": img,
+        "keypoints": keypoints[None].copy(),
+        "center": center.copy(),
+        "scale": scale.copy(),
+        "matrix": np.eye(3)[:2],
+    }
+    if transforms is not None and train:
+        s = transforms(s)
+    else:
+        s = T.TopDownAffine(input_size)(s)
+        if transforms is not None:
+            s = transforms(s)
+    kp_in = s["keypoints"][0]
+    out: dict[str, Any] = {
+        "image": torch.from_numpy(T.normalize(s["image"])),
+        "keypoints": torch.from_numpy(kp_in.astype(np.float32)),
+    }
+    if codec is not None:
+        heatmaps, weights = codec.encode(kp_in)
+        out["heatmaps"] = to_tensors(np.asarray(heatmaps, dtype=np.float32))
+        out["target_weight"] = to_tensors(np.asarray(weights, dtype=np.float32))
+    return s, out

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from fusepose.data import transforms as T
-from fusepose.data.coco import _SkipBadMixin, to_tensors
+from fusepose.data.coco import _SkipBadMixin, top_down_sample
 from fusepose.data.io import read_image, read_json
 from fusepose.errors import DataError
 from fusepose.skeletons import MPII16
@@ -396,28 +396,9 @@ class MpiiDataset(_SkipBadMixin, torch.utils.data.Dataset):
         _, scale = T.box_to_center_scale((0.0, 0.0, side, side), W / H, padding=1.0)
         center = a.center[i].copy()
         kp = np.concatenate([a.joints[i], a.visible[i][:, None]], axis=1)
-        s = {
-            "image": img,
-            "keypoints": kp[None].copy(),
-            "center": center.copy(),
-            "scale": scale.copy(),
-            "matrix": np.eye(3)[:2],
-        }
-        if self.transforms is not None and self.train:
-            s = self.transforms(s)
-        else:
-            s = T.TopDownAffine(self.input_size)(s)
-            if self.transforms is not None:
-                s = self.transforms(s)
-        kp_in = s["keypoints"][0]
-        out: dict[str, Any] = {
-            "image": torch.from_numpy(T.normalize(s["image"])),
-            "keypoints": torch.from_numpy(kp_in.astype(np.float32)),
-        }
-        if self.codec is not None:
-            heatmaps, weights = self.codec.encode(kp_in)
-            out["heatmaps"] = to_tensors(np.asarray(heatmaps, dtype=np.float32))
-            out["target_weight"] = to_tensors(np.asarray(weights, dtype=np.float32))
+        s, out = top_down_sample(
+            img, kp, center, scale, self.input_size, self.transforms, self.train, self.codec
+        )
         out["meta"] = {
             "index": i,
             "image_id": a.images[i],
