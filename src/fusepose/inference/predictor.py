@@ -27,6 +27,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from fusepose.data.io import read_json
 from fusepose.errors import CheckpointError, ConfigError, DataError
 from fusepose.inference.sources import Frame, check_image_array, iter_frames, source_kind
 from fusepose.structures import PoseInstance, PoseResult, box_from_keypoints
@@ -100,12 +101,7 @@ def load_detections(det_file: str | Path, thr: float = 0.0) -> dict[Any, list[tu
     ``category_id == 1`` (person) is kept when a category is given.
     """
     det_file = Path(det_file)
-    try:
-        data = json.loads(det_file.read_text())
-    except OSError as e:
-        raise DataError(f"{det_file}: cannot read detection file ({e.strerror})") from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"{det_file}: not valid JSON ({e})") from None
+    data = read_json(det_file, "detection file")
     if not isinstance(data, list):
         raise DataError(f"{det_file}: expected a list of COCO detections")
     out: dict[Any, list[tuple]] = {}
@@ -137,12 +133,7 @@ class ImageIds:
         self.next_id = 0
         if ann_file is not None:
             path = Path(ann_file)
-            try:
-                data = json.loads(path.read_text())
-            except OSError as e:
-                raise DataError(f"{path}: cannot read annotation file ({e.strerror})") from None
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}: not valid JSON ({e})") from None
+            data = read_json(path)
             images = data.get("images") if isinstance(data, dict) else None
             if not isinstance(images, list):
                 raise DataError(f"{path}: no 'images' list (not a COCO annotation file)")
