@@ -295,3 +295,67 @@ def test_inline_identity_initializers_keeps_the_graph_result():
     onnx.checker.check_model(model)
     got = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
     np.testing.assert_array_equal(got, ref)
+
+
+def _decoded_pairs(preds, coco_dir, scale, n_images):
+    """Decode the first ``n_images`` COCO samples with every predictor; yields (name, err)
+    of each predictor against ``preds["orig"]``."""
+    from fusepose.benchmark.latency import gt_people
+    from fusepose.inference.sources import read_image
+
+    for path in sorted(coco_dir.glob("*.jpg"))[:n_images]:
+        kpts, _boxes = gt_people(path)
+        img = read_image(path)
+        res = {}
+        for name, p in preds.items():
+            p.output_hook = _noisy_gt_hook(p, kpts, scale)
+            res[name] = p.predict_frame(img)
+        assert len(res["orig"]) >= 1
+        for name in preds:
+            if name != "orig":
+                yield name, match_keypoint_error(res["orig"], res[name])
+
+
+@pytest.mark.slow
+def test_torch_compile_keeps_decoded_keypoints(small_lmfnet, coco_dir):
+    """``Predictor(compile=True)`` (TorchInductor) decodes the same keypoints as the plain
+    module: same people, every joint within 0.5 px."""
+    from fusepose.inference.predictor import Predictor
+
+    preds = {
+        "orig": Predictor(small_lmfnet, input_size=SIZE),
+        "compiled": Predictor(small_lmfnet, input_size=SIZE, compile=True),
+    }
+    x = torch.randn(1, 3, *SIZE, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        scale = 0.2 / float(small_lmfnet(x)[0].abs().max())
+    compared = 0
+    for name, err in _decoded_pairs(preds, coco_dir, scale, n_images=2):
+        assert err["people_a"] == err["people_b"], (name, err)
+        assert err["max_px"] <= 0.5, (name, err)
+        compared += err["joints"]
+    assert preds["compiled"].compiled, "compilation fell back to eager"
+    assert compared >= 30
+
+
+def test_failed_compile_falls_back_to_eager(small_lmfnet, monkeypatch, caplog):
+    """A compiler failure (e.g. no C++ toolchain) costs a warning, not the prediction."""
+    from fusepose.inference.predictor import Predictor
+
+    def broken_compile(module, **kwargs):
+        def run(*args):
+            raise RuntimeError("InductorError: no working C++ compiler found")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    img = np.full((200, 300, 3), 127, np.uint8)
+    ref = Predictor(small_lmfnet, input_size=SIZE).predict_frame(img)
+    pred = Predictor(small_lmfnet, input_size=SIZE, compile=True)
+    with caplog.at_level("WARNING"):
+        got = pred.predict_frame(img)
+    assert not pred.compiled
+    assert "torch.compile failed" in caplog.text and "C++ compiler" in caplog.text
+    assert len(got) == len(ref)
+    for a, b in zip(ref, got, strict=True):
+        np.testing.assert_allclose(a.keypoints, b.keypoints, atol=0.5)

@@ -36,6 +36,9 @@ from fusepose.errors import ConfigError, DataError
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODELS = ("lmfnet", "higherhrnet_w32", "sfm_coco")
+# "torch-compile": the eager (optimized, channels-last) module under torch.compile; it is
+# compiled during the warmup runs (minutes per model on a small CPU), so it is opt-in.
+BACKENDS = ("onnx", "torch", "torch-compile")
 
 
 @dataclass
@@ -289,20 +292,16 @@ def export_cached(
 
 
 def _predictor(source: Any, kind_backend: str, cfg: PerfConfig, hw, flip: bool = False,
-               threads: int | None = None):  # fmt: skip
+               threads: int | None = None, compile: bool = False):  # noqa: A002  # fmt: skip
     from fusepose.inference.predictor import Predictor
 
     size = hw if kind_backend != "top_down" else None
     if isinstance(source, Path):
         return Predictor(backend="onnx", onnx_path=source, num_threads=threads or cfg.threads,
                          flip=flip, input_size=size)  # fmt: skip
-    import inspect
-
-    extra = {}
-    if "optimize" in inspect.signature(Predictor).parameters:
-        extra["optimize"] = False  # ``source`` is already the module we want to time
+    # ``source`` is already the module we want to time: no second optimization pass
     return Predictor(source, num_threads=threads or cfg.threads, flip=flip, input_size=size,
-                     allow_random_weights=True, **extra)  # fmt: skip
+                     allow_random_weights=True, optimize=False, compile=compile)  # fmt: skip
 
 
 def _hook(pred, gt, boxes, use_gt: bool) -> None:
@@ -370,9 +369,9 @@ def run_perf(cfg: PerfConfig, progress=None) -> dict[str, Any]:
     say = progress or (lambda msg: logger.info("%s", msg))
     if cfg.runs < 1 or cfg.warmup < 0 or cfg.threads < 1:
         raise ConfigError("runs must be >= 1, warmup >= 0 and threads >= 1")
-    bad = [b for b in cfg.backends if b not in ("onnx", "torch")]
+    bad = [b for b in cfg.backends if b not in BACKENDS]
     if bad or not cfg.backends:
-        raise ConfigError(f"backends {list(cfg.backends)}: use onnx and/or torch")
+        raise ConfigError(f"backends {list(cfg.backends)}: use some of {', '.join(BACKENDS)}")
     models = list(dict.fromkeys([*cfg.models, cfg.baseline] if cfg.baseline else cfg.models))
     workdir = Path(cfg.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -407,7 +406,8 @@ def run_perf(cfg: PerfConfig, progress=None) -> dict[str, Any]:
         if cfg.raw_torch and "torch" in cfg.backends:
             variants.append(("torch-raw", "fp32", model))
         for backend, prec, src in variants:
-            pred = _predictor(src, model.info.kind, cfg, hw)
+            pred = _predictor(src, model.info.kind, cfg, hw,
+                              compile=backend == "torch-compile")  # fmt: skip
             _hook(pred, gt, boxes, use_gt)
             row = Row(name, backend, prec, model.info.kind, list(hw), round(comp.params / 1e6, 3),
                       round(comp.macs / 1e9, 3), round(comp.macs_repo / 1e9, 3))  # fmt: skip
@@ -433,7 +433,9 @@ def run_perf(cfg: PerfConfig, progress=None) -> dict[str, Any]:
             int8_info[name] = {"calibration": calib, "path": str(q_path)}
 
     say(f"timing {len(preds)} rows x {cfg.runs} runs, interleaved")
-    results = benchmark(preds, image, boxes=boxes, runs=cfg.runs, warmup=cfg.warmup)
+    # a compiled row compiles on its first call: keep that out of the timed runs
+    warmup = max(cfg.warmup, 1) if "torch-compile" in cfg.backends else cfg.warmup
+    results = benchmark(preds, image, boxes=boxes, runs=cfg.runs, warmup=warmup)
     for row, res in zip(rows, results, strict=True):
         _fill(row, res)
     for row in rows:
@@ -460,11 +462,18 @@ def run_perf(cfg: PerfConfig, progress=None) -> dict[str, Any]:
             None,
         )
         torch_row = next((r for r in rows if r.model == name and r.backend == "torch"), None)
+        comp_row = next((r for r in rows if r.model == name and r.backend == "torch-compile"),
+                        None)  # fmt: skip
         int8_row = next((r for r in rows if r.model == name and r.precision == "int8"), None)
         entry: dict[str, Any] = {}
         if onnx_row and torch_row:
             entry["torch_over_onnx_network"] = round(torch_row.network_ms / onnx_row.network_ms, 3)
             entry["torch_over_onnx_total"] = round(torch_row.total_ms / onnx_row.total_ms, 3)
+        if onnx_row and comp_row:
+            entry["compiled_over_onnx_network"] = round(comp_row.network_ms / onnx_row.network_ms,
+                                                        3)  # fmt: skip
+        if torch_row and comp_row:
+            entry["compile_speedup_network"] = round(torch_row.network_ms / comp_row.network_ms, 3)
         if onnx_row and int8_row:
             entry["int8_speedup_network"] = round(onnx_row.network_ms / int8_row.network_ms, 3)
             entry["int8_speedup_total"] = round(onnx_row.total_ms / int8_row.total_ms, 3)
@@ -789,12 +798,14 @@ def to_markdown(res: dict[str, Any]) -> str:
     ]
     if res.get("ratios"):
         rows = [[name, _x(d.get("torch_over_onnx_network")),
+                 _x(d.get("compiled_over_onnx_network")),
                  _x(d.get("int8_speedup_network"), d.get("int8_speedup_total")),
                  _f(d.get("decode_over_network"), 3)]
                 for name, d in res["ratios"].items()]  # fmt: skip
         lines += [""] + _table(
-            ["model", "eager / ORT (network)", "INT8 speed-up (network / total)",
-             "decode / network (ORT, flip off)"], rows)  # fmt: skip
+            ["model", "eager / ORT (network)", "torch.compile / ORT (network)",
+             "INT8 speed-up (network / total)", "decode / network (ORT, flip off)"],
+            rows)  # fmt: skip
     if res.get("flip"):
         rows = [[name, k, f"{v['network_ms']:.1f}", f"{v['decode_ms']:.1f}",
                  f"{v['decode_over_network']:.3f}", v["people"]]

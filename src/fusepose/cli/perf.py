@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from fusepose.benchmark.perf_table import DEFAULT_MODELS
+    from fusepose.benchmark.perf_table import BACKENDS, DEFAULT_MODELS
 
     parser.add_argument(
         "--models",
@@ -31,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--baseline", default="higherhrnet_w32", help="speed-up reference")
     parser.add_argument(
-        "--backends", nargs="+", default=["onnx", "torch"], choices=("onnx", "torch")
+        "--backends", nargs="+", default=["onnx", "torch"], choices=BACKENDS,
+        help="torch-compile: torch.compile rows (compiled in the warmup, minutes per model)",
     )
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (ORT and torch)")
     parser.add_argument("--runs", type=int, default=10)

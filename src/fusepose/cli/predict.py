@@ -49,6 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads")
     parser.add_argument("--flip", action="store_true", help="flip test")
     parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch backend: torch.compile the network (first frame of each size compiles, "
+        "minutes on CPU; pays off for video, webcam and fixed --input-size)",
+    )
+    parser.add_argument(
         "--scales", type=float, nargs="+", default=[1.0], help="bottom-up test scales, e.g. 0.5 1 2"
     )
     parser.add_argument(
@@ -98,6 +104,7 @@ def build_predictor(args: argparse.Namespace):
         detector_weights=getattr(args, "detector_weights", None),
         det_file=getattr(args, "det_file", None),
         nms_thr=getattr(args, "oks_nms", None),
+        compile=bool(getattr(args, "compile", False)),
     )
 
 

@@ -179,6 +179,12 @@ class Predictor:
         optimize: torch backend: run an inference copy of the network
             (``fusepose.export.optimize.optimize_for_inference``: BN folded, cheaper attention
             operators, channels-last on CPU; same outputs up to float rounding).
+        compile: torch backend: also ``torch.compile`` the inference network (TorchInductor:
+            fused C++/Triton kernels for the attention and Ghost glue). The first call of each
+            new input shape compiles (minutes on a small CPU; cached on disk for later
+            processes), so it pays off for video, webcams and fixed-size (letterboxed) input.
+            If compilation fails (no C++ compiler, unsupported platform) the Predictor warns
+            once and runs uncompiled.
     """
 
     def __init__(
@@ -203,6 +209,7 @@ class Predictor:
         codec_kwargs: dict[str, Any] | None = None,
         nms_thr: float | None = None,
         optimize: bool = True,
+        compile: bool = False,  # noqa: A002 - mirrors torch.compile
     ) -> None:
         import torch
 
@@ -229,6 +236,7 @@ class Predictor:
         self.output_hook = None
         self.model = None
         self.runner = None
+        self.compiled = False
         fixed_hw: tuple[int, int] | None = None
 
         if backend == "onnx":
@@ -258,6 +266,10 @@ class Predictor:
                 self._infer_model = optimize_for_inference(
                     self.model, channels_last=self.device == "cpu"
                 )
+            self._eager_model = self._infer_model
+            self.compiled = bool(compile)
+            if compile:
+                self._infer_model = torch.compile(self._infer_model, dynamic=False)
             info = self.model.info
             self.model_name = info.name
             self.kind = info.kind
@@ -379,8 +391,18 @@ class Predictor:
         """(B, 3, H, W) float32 -> outputs as float32 numpy (top-down: final heatmaps only)."""
         import torch
 
+        xt = torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
         with torch.inference_mode():
-            out = self._infer_model(torch.from_numpy(np.ascontiguousarray(x)).to(self.device))
+            try:
+                out = self._infer_model(xt)
+            except Exception as e:  # noqa: BLE001 - any compiler failure: fall back, say so
+                if not self.compiled:
+                    raise
+                logger.warning("torch.compile failed (%s: %s); running uncompiled",
+                               type(e).__name__, str(e).splitlines()[0][:200])  # fmt: skip
+                self.compiled = False
+                self._infer_model = self._eager_model
+                out = self._infer_model(xt)
         if self.kind == "top_down":
             out = [out[-1] if isinstance(out, list | tuple) else out]
         return [o.float().cpu().numpy() for o in out]
