@@ -242,6 +242,9 @@ def test_int8_path_runs_and_reports_change(small_lmfnet, coco_dir, tmp_path, rec
 
     ops = {n.op_type for n in onnx.load(str(int8)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    # L-MFNet default (scope="auto"): only the convs of the deconvolution head are quantized
+    convs = _quantized_convs(int8)
+    assert convs and all(name.startswith("/model/head/") for name in convs), sorted(convs)[:5]
     a, b = OnnxRunner(fp32), OnnxRunner(int8)
     assert b.model_name == "lmfnet"  # metadata copied: the Predictor can decode it
     x = calibration_inputs(SIZE, images[2:3])[0]
@@ -255,6 +258,82 @@ def test_int8_path_runs_and_reports_change(small_lmfnet, coco_dir, tmp_path, rec
     record_property("int8_output_correlation", corr)
     # loose sanity only: quantization keeps the maps recognisably the same
     assert corr > 0.9, corr
+
+
+def _conv_chain_model():
+    """x (1, 8, 16, 16) -> dense 3x3 conv -> Relu -> depthwise 3x3 conv -> y, no metadata."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w1 = rng.standard_normal((8, 8, 3, 3)).astype(np.float32) * 0.2
+    w2 = rng.standard_normal((8, 1, 3, 3)).astype(np.float32) * 0.5
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], name="/model/backbone/conv", pads=[1] * 4),
+        helper.make_node("Relu", ["c1"], ["r1"], name="/model/backbone/relu"),
+        helper.make_node("Conv", ["r1", "w2"], ["y"], name="/model/head/dw", pads=[1] * 4,
+                         group=8),
+    ]  # fmt: skip
+    graph = helper.make_graph(
+        nodes, "chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 16, 16])],
+        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")],
+    )  # fmt: skip
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+def _quantized_convs(path) -> set[str]:
+    """Names of the convs of a QDQ file whose weights are int8 (fed by a DequantizeLinear)."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    dq_out = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    return {n.name for n in graph.node if n.op_type == "Conv" and n.input[1] in dq_out}
+
+
+def test_quantize_int8_options_and_calibration_cache(tmp_path):
+    """scope / exclude_depthwise pick the quantized nodes; ``scope="auto"`` without fusepose
+    metadata is the whole graph; the calibration cache replaces the inputs; the scoped
+    calibration matches ORT's; reduce_range gives 7-bit weights; bad type names are a
+    ConfigError."""
+    import onnx
+
+    from fusepose.errors import ConfigError
+
+    fp32 = tmp_path / "chain.onnx"
+    onnx.save(_conv_chain_model(), str(fp32))
+    rng = np.random.default_rng(1)
+    inputs = [rng.standard_normal((1, 8, 16, 16)).astype(np.float32) for _ in range(2)]
+    cache = tmp_path / "calib.json"
+    full = quantize_int8(fp32, tmp_path / "full.onnx", inputs, calibration_cache=cache)
+    assert cache.is_file()
+    assert _quantized_convs(full) == {"/model/backbone/conv", "/model/head/dw"}
+    w = next(t for t in onnx.load(str(full)).graph.initializer if t.name.startswith("w1"))
+    q = onnx.numpy_helper.to_array(w)
+    assert q.dtype == np.int8 and np.abs(q.astype(int)).max() <= 64  # 7-bit (reduce_range)
+    head = quantize_int8(fp32, tmp_path / "head.onnx", [], calibration_cache=cache,
+                         scope="/model/head/")  # fmt: skip
+    assert _quantized_convs(head) == {"/model/head/dw"}
+    # a scoped quantization calibrates its own tensors only: same scales / zero points as
+    # ORT's whole-graph calibrator
+    scoped = quantize_int8(fp32, tmp_path / "scoped.onnx", inputs, scope="/model/head/")
+    a, b = (
+        {t.name: onnx.numpy_helper.to_array(t) for t in onnx.load(str(f)).graph.initializer}
+        for f in (head, scoped)
+    )
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert not (tmp_path / "scoped.calib.json").exists()
+    first = quantize_int8(fp32, tmp_path / "first.onnx", inputs, scope="/model/backbone/")
+    assert _quantized_convs(first) == {"/model/backbone/conv"}  # scope holds the graph input
+    no_dw = quantize_int8(fp32, tmp_path / "no_dw.onnx", [], calibration_cache=cache,
+                          exclude_depthwise=True)  # fmt: skip
+    assert _quantized_convs(no_dw) == {"/model/backbone/conv"}
+    with pytest.raises(ConfigError, match="no node name"):
+        quantize_int8(fp32, tmp_path / "x.onnx", inputs, scope="/nothing/")
+    with pytest.raises(ConfigError, match="activation_type"):
+        quantize_int8(fp32, tmp_path / "x.onnx", inputs, activation_type="int4")
+    with pytest.raises(ConfigError, match="no calibration inputs"):
+        quantize_int8(fp32, tmp_path / "x.onnx", [])
 
 
 def test_calibration_rejects_bad_image(tmp_path):

@@ -180,9 +180,10 @@ class Predictor:
             (``fusepose.export.optimize.optimize_for_inference``: BN folded, cheaper attention
             operators, channels-last on CPU; same outputs up to float rounding).
         compile: torch backend: also ``torch.compile`` the inference network (TorchInductor:
-            fused C++/Triton kernels for the attention and Ghost glue). The first call of each
-            new input shape compiles (minutes on a small CPU; cached on disk for later
-            processes), so it pays off for video, webcams and fixed-size (letterboxed) input.
+            fused C++/Triton kernels for the attention and Ghost glue). The first call
+            compiles (minutes on a small CPU; cached on disk for later processes) and a second
+            input shape triggers one shape-generic recompile, so it pays off for video,
+            webcams and fixed-size (letterboxed) input.
             If compilation fails (no C++ compiler, unsupported platform) the Predictor warns
             once and runs uncompiled.
     """
@@ -269,7 +270,8 @@ class Predictor:
             self._eager_model = self._infer_model
             self.compiled = bool(compile)
             if compile:
-                self._infer_model = torch.compile(self._infer_model, dynamic=False)
+                # dynamic=None: a second input shape triggers one shape-generic recompile
+                self._infer_model = torch.compile(self._infer_model)
             info = self.model.info
             self.model_name = info.name
             self.kind = info.kind
