@@ -74,3 +74,11 @@ def test_int8_checkpoint_input_follows_the_training_config(tmp_path):
     cfg["data"]["resize"] = "stretch"
     with pytest.raises(ConfigError, match="stretch"):
         checkpoint_eval_input({"config": cfg})
+
+
+def test_flop_bound_uses_the_best_dense_rate():
+    from fusepose.benchmark.perf_table import flop_bound_ms
+
+    # 1.5 GMACs at max(60, 40) GMAC/s = 25 ms; the depthwise rate does not enter
+    assert flop_bound_ms(1.5e9, {"matmul": 60.0, "conv1x1": 40.0, "dw3x3": 5.0}) == 25.0
+    assert flop_bound_ms(1.5e9, {"matmul": 30.0, "conv1x1": 50.0, "dw3x3": 5.0}) == 30.0
