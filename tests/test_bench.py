@@ -74,3 +74,27 @@ def test_bench_gt_outputs_gives_bottom_up_decode_real_people(tmp_path):
     assert rc == 0
     m = json.loads(out.read_text())["models"]["lmfnet_lite"]
     assert m["people"] == 4 and m["decode_ms"] > 0
+
+
+def test_compiled_predictor_gets_an_untimed_first_call():
+    """A compiled predictor compiles on its first call: benchmark() keeps that call out of the
+    timed runs even when asked for no warmup."""
+
+    class Fake:
+        kind = "bottom_up"
+
+        def __init__(self, compiled):
+            self.compiled, self.calls, self.timings = compiled, 0, {}
+
+        def predict_frame(self, image, **kw):
+            self.calls += 1
+            self.timings = {s: float(self.calls) for s in STAGES}
+            return []
+
+    img = np.zeros((8, 8, 3), np.uint8)
+    plain, compiled = Fake(False), Fake(True)
+    assert len(benchmark([("p", plain)], img, runs=2, warmup=0)[0].runs) == 2
+    assert plain.calls == 2
+    res = benchmark([("p", Fake(False)), ("c", compiled)], img, runs=2, warmup=0)
+    assert compiled.calls == 3 and all(len(r.runs) == 2 for r in res)
+    assert res[1].runs[0][STAGES[0]] == 2.0  # the first (compiling) call is not recorded

@@ -191,10 +191,8 @@ def _noisy_gt_hook(pred, keypoints, scale):
 
 
 def test_decoded_keypoints_within_half_pixel_on_coco(small_lmfnet, coco_dir, tmp_path):
-    from fusepose.benchmark.latency import gt_people
     from fusepose.export.package import export_model
     from fusepose.inference.predictor import Predictor
-    from fusepose.inference.sources import read_image
 
     fast = optimize_for_inference(small_lmfnet)
     onnx_path = tmp_path / "small_opt.onnx"
@@ -205,26 +203,12 @@ def test_decoded_keypoints_within_half_pixel_on_coco(small_lmfnet, coco_dir, tmp
         "torch_nhwc": Predictor(optimize_for_inference(small_lmfnet, True), input_size=SIZE),
         "onnx_opt": Predictor(backend="onnx", onnx_path=onnx_path, input_size=SIZE),
     }
-    # one constant for all predictors: the network output becomes 0.2-amplitude structure
-    x = torch.randn(1, 3, *SIZE, generator=torch.Generator().manual_seed(0))
-    with torch.inference_mode():
-        scale = 0.2 / float(small_lmfnet(x)[0].abs().max())
-    images = sorted(coco_dir.glob("*.jpg"))
-    assert len(images) == 4
+    assert len(sorted(coco_dir.glob("*.jpg"))) == 4
     compared = 0
-    for path in images:
-        kpts, _boxes = gt_people(path)
-        img = read_image(path)
-        res = {}
-        for name, p in preds.items():
-            p.output_hook = _noisy_gt_hook(p, kpts, scale)
-            res[name] = p.predict_frame(img)
-        assert len(res["orig"]) >= 1
-        for name in ("torch_opt", "torch_nhwc", "onnx_opt"):
-            err = match_keypoint_error(res["orig"], res[name])
-            assert err["people_a"] == err["people_b"], (path.name, name, err)
-            assert err["max_px"] <= 0.5, (path.name, name, err)
-            compared += err["joints"]
+    for name, err in _decoded_pairs(preds, coco_dir, _output_scale(small_lmfnet), n_images=4):
+        assert err["people_a"] == err["people_b"], (name, err)
+        assert err["max_px"] <= 0.5, (name, err)
+        compared += err["joints"]
     assert compared >= 100
 
 
@@ -376,6 +360,13 @@ def test_inline_identity_initializers_keeps_the_graph_result():
     np.testing.assert_array_equal(got, ref)
 
 
+def _output_scale(model) -> float:
+    """One constant for all predictors: the network output becomes 0.2-amplitude structure."""
+    x = torch.randn(1, 3, *SIZE, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        return 0.2 / float(model(x)[0].abs().max())
+
+
 def _decoded_pairs(preds, coco_dir, scale, n_images):
     """Decode the first ``n_images`` COCO samples with every predictor; yields (name, err)
     of each predictor against ``preds["orig"]``."""
@@ -405,11 +396,8 @@ def test_torch_compile_keeps_decoded_keypoints(small_lmfnet, coco_dir):
         "orig": Predictor(small_lmfnet, input_size=SIZE),
         "compiled": Predictor(small_lmfnet, input_size=SIZE, compile=True),
     }
-    x = torch.randn(1, 3, *SIZE, generator=torch.Generator().manual_seed(0))
-    with torch.inference_mode():
-        scale = 0.2 / float(small_lmfnet(x)[0].abs().max())
     compared = 0
-    for name, err in _decoded_pairs(preds, coco_dir, scale, n_images=2):
+    for name, err in _decoded_pairs(preds, coco_dir, _output_scale(small_lmfnet), n_images=2):
         assert err["people_a"] == err["people_b"], (name, err)
         assert err["max_px"] <= 0.5, (name, err)
         compared += err["joints"]

@@ -107,8 +107,11 @@ def benchmark(
     """Time ``predictor.predict_frame(image)`` for each ``(label, predictor)``, interleaved.
 
     image: (H, W, 3) uint8 BGR. boxes: (N, 4) ``[x, y, w, h]`` person boxes for top-down
-    predictors (ignored by bottom-up ones).
+    predictors (ignored by bottom-up ones). A compiled predictor (``compiled`` True) compiles on
+    its first call, so at least one warmup run is made whenever one is present.
     """
+    if any(getattr(pred, "compiled", False) for _label, pred in predictors):
+        warmup = max(warmup, 1)
     results = [LatencyResult(label) for label, _ in predictors]
     for i in range(warmup + runs):
         for res, (_label, pred) in zip(results, predictors, strict=True):

@@ -137,9 +137,7 @@ def run(args: argparse.Namespace) -> int:
             if p.kind == "bottom_up":
                 p.output_hook = bottom_up_gt_hook(p, gt[0])
 
-    # a compiled network compiles on its first call: keep that out of the timed runs
-    warmup = max(args.warmup, 1) if args.compile else args.warmup
-    results = benchmark(preds, image, boxes=boxes, runs=args.runs, warmup=warmup)
+    results = benchmark(preds, image, boxes=boxes, runs=args.runs, warmup=args.warmup)
     summary: dict = {
         "image": str(path) if path else "synthetic",
         "image_size": [h, w],
