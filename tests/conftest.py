@@ -40,3 +40,64 @@ def _few_threads():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+# ------------------------------------------------------------------------------ trained models
+
+CONFIGS = REPO / "configs"
+
+
+def overfit_config(name: str, coco_dir: Path, *extra: str):
+    """A bundled overfit config pointed at the shared COCO samples, quiet."""
+    from fusepose.engine.config import load_config
+
+    ann = coco_dir / "test_coco.json"
+    return load_config(CONFIGS / name, [
+        f"data.train_ann={ann}", f"data.train_images={coco_dir}",
+        f"data.val_ann={ann}", f"data.val_images={coco_dir}",
+        "runtime.progress=false", *extra,
+    ])  # fmt: skip
+
+
+def _trained(config: str, coco_dir: Path, base: Path) -> dict:
+    """Train ``config`` once per test session, whichever xdist worker asks first (the others
+    wait on a file lock and reuse the run): ``{"ckpt", "AP_before", "AP_after"}``."""
+    import json
+
+    import torch
+    from filelock import FileLock
+
+    from fusepose.engine.trainer import Trainer, evaluate_model
+
+    run_dir = base / Path(config).stem
+    done = run_dir / "result.json"
+    with FileLock(str(base / f"{Path(config).stem}.lock")):
+        if not done.is_file():
+            cfg = overfit_config(config, coco_dir)
+            torch.manual_seed(cfg.train.seed)
+            trainer = Trainer(cfg, run_dir=run_dir)
+            before = evaluate_model(trainer.model, cfg, trainer.device)
+            trainer.fit()
+            after = evaluate_model(trainer.model, cfg, trainer.device)
+            done.write_text(json.dumps({"ckpt": str(run_dir / "best.pth"),
+                                        "AP_before": before["AP"], "AP_after": after["AP"]}))
+    return json.loads(done.read_text())
+
+
+@pytest.fixture(scope="session")
+def shared_tmp(tmp_path_factory) -> Path:
+    """A folder all xdist workers of this session share."""
+    root = tmp_path_factory.getbasetemp()
+    return root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+
+
+@pytest.fixture(scope="session")
+def overfit_lmfnet(coco_dir, shared_tmp) -> dict:
+    """``configs/lmfnet_coco4-256_1xb4-150e.yaml`` trained (about 3 minutes on one core)."""
+    return _trained("lmfnet_coco4-256_1xb4-150e.yaml", coco_dir, shared_tmp)
+
+
+@pytest.fixture(scope="session")
+def overfit_sfm(coco_dir, shared_tmp) -> dict:
+    """``configs/sfm_coco4-128x96_1xb4-160e.yaml`` trained (about 5 minutes on one core)."""
+    return _trained("sfm_coco4-128x96_1xb4-160e.yaml", coco_dir, shared_tmp)

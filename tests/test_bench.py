@@ -28,7 +28,7 @@ def test_benchmark_interleaves_and_splits_stages(coco_dir):
     log: list[str] = []
     preds = []
     for label in ("a", "b"):
-        p = Predictor("sfm_coco", allow_random_weights=True)
+        p = Predictor("sfm_coco", allow_random_weights=True, score_thr=0)
         p._net = CountingNet(label, log)
         preds.append((label, p))
     image = np.zeros((120, 160, 3), np.uint8)

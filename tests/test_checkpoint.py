@@ -136,8 +136,9 @@ def test_predictor_rebuilds_the_trained_architecture_from_a_checkpoint(tmp_path)
     """A checkpoint of a reduced model (architecture overrides) loads through the Predictor,
     and loading it into the default-size model fails with a one-line summary."""
     import fusepose
-    from fusepose.engine.checkpoint import checkpoint_model_kwargs, load_weights, save_checkpoint
+    from fusepose.engine.checkpoint import load_weights, save_checkpoint
     from fusepose.errors import CheckpointError
+    from fusepose.modelfile import describe
 
     overrides = {"modules": [1, 1, 1], "blocks_per_branch": 1, "head_num_blocks": 1}
     model = fusepose.create_model("lmfnet", num_keypoints=17, **overrides)
@@ -150,7 +151,7 @@ def test_predictor_rebuilds_the_trained_architecture_from_a_checkpoint(tmp_path)
             "state_dict": model.state_dict(),
         },
     )
-    assert checkpoint_model_kwargs(path)["modules"] == (1, 1, 1)
+    assert describe(path).overrides["modules"] == (1, 1, 1)
     predictor = fusepose.Predictor("lmfnet", weights=path)
     for k, v in model.state_dict().items():
         assert torch.equal(predictor.model.state_dict()[k], v), k

@@ -12,18 +12,19 @@ import torch
 
 import fusepose
 from fusepose.codecs import AssociativeEmbeddingCodec, TopDownHeatmapCodec
+from fusepose.codecs.pipelines import build_pipeline
 from fusepose.errors import CheckpointError
 from fusepose.export.metadata import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     build_metadata,
-    output_spec,
     parse_metadata,
+    read_description,
     read_metadata,
     write_metadata,
 )
 from fusepose.export.package import compare_onnx, export_model
 from fusepose.export.runtime import OnnxRunner
+from fusepose.geometry import IMAGENET_MEAN, IMAGENET_STD, InputGeometry
+from fusepose.modelfile import default_description
 from fusepose.skeletons import COCO17
 
 
@@ -32,7 +33,7 @@ def sfm_onnx(tmp_path_factory):
     torch.manual_seed(0)
     model = fusepose.create_model("sfm_coco").eval()
     path = tmp_path_factory.mktemp("onnx") / "sfm.onnx"
-    export_model(model, path, (256, 192))
+    export_model(model, path, (256, 192), dynamic=False)
     return model, path
 
 
@@ -44,12 +45,8 @@ def test_metadata_round_trips_through_an_onnx_file(tmp_path, sfm_onnx):
         "type": "AssociativeEmbeddingCodec",
         "kwargs": {"num_keypoints": 17, "input_size": 512, "flip_index": COCO17.flip_index},
     }
-    props = build_metadata(
-        model_name="lmfnet", kind="bottom_up", num_keypoints=17, input_name="input",
-        input_shape=["B", 3, "H", "W"], outputs=output_spec("bottom_up", 17, ("H", "W")),
-        codec=codec, skeleton_name="coco", keypoint_names=list(COCO17.keypoints),
-        flip_index=COCO17.flip_index, input_size=[512, 512],
-    )  # fmt: skip
+    desc = default_description("lmfnet", geometry=InputGeometry("letterbox", (256, 384)))
+    props = build_metadata(desc, input_name="input", input_shape=["B", 3, "H", "W"], codec=codec)
     assert all(isinstance(v, str) for v in props.values())
     write_metadata(path, props)
     meta = read_metadata(path)
@@ -62,6 +59,7 @@ def test_metadata_round_trips_through_an_onnx_file(tmp_path, sfm_onnx):
     assert meta["outputs"][0]["shape"] == ["B", 34, "H/4", "W/4"]
     assert meta["input"]["mean"] == pytest.approx(IMAGENET_MEAN)
     assert meta["input"]["std"] == pytest.approx(IMAGENET_STD)
+    assert read_description(path) == desc  # the checkpoint's description, whole
     # the raw protobuf holds the same strings (readable without fusepose)
     raw = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     assert raw == props
@@ -75,7 +73,7 @@ def test_exported_file_describes_itself_and_runs(sfm_onnx):
     assert runner.num_keypoints == 17 and runner.fixed_hw == (256, 192)
     assert meta["outputs"][0]["shape"] == ["B", 17, 64, 48]
     assert runner.output_names == ["heatmaps"]
-    codec = runner.build_codec()
+    codec = build_pipeline(runner.description).codec
     assert isinstance(codec, TopDownHeatmapCodec)
     assert codec.input_size == (256, 192) and codec.heatmap_size == (64, 48)
     x = np.random.default_rng(0).standard_normal((3, 3, 256, 192)).astype(np.float32)
@@ -99,11 +97,29 @@ def test_dynamic_bottom_up_export_parity(tmp_path):
     export_model(model, path, (128, 128), dynamic=True)
     runner = OnnxRunner(path)
     assert runner.fixed_hw is None and runner.output_names == ["out_q", "out_h"]
-    assert isinstance(runner.build_codec(), AssociativeEmbeddingCodec)
+    assert isinstance(build_pipeline(runner.description).codec, AssociativeEmbeddingCodec)
+    assert runner.description.geometry == InputGeometry.short_side(512)  # dynamic: short side
     # another size than the traced one: the dynamic axes really are dynamic
     q, h = runner(np.zeros((2, 3, 192, 128), np.float32))
     assert q.shape == (2, 34, 48, 32) and h.shape == (2, 17, 96, 64)
-    assert compare_onnx(model, path, (192, 128)) < 1e-4
+    diff = compare_onnx(model, path, (192, 128))
+    assert diff["max_rel"] < 1e-4 and diff["ref_std"] > 0
+
+
+def test_files_exported_before_descriptions_still_run(tmp_path, sfm_onnx):
+    """An ONNX file without the ``description`` key (fusepose 0.1 exports) is described from
+    its other keys: model, kind, keypoints, the crop size, HRNet's NMS."""
+    _, src = sfm_onnx
+    m = onnx.load(str(src))
+    keep = [p for p in m.metadata_props if p.key != "fusepose.description"]
+    del m.metadata_props[:]
+    m.metadata_props.extend(keep)
+    old = tmp_path / "old.onnx"
+    onnx.save(m, str(old))
+    desc = read_description(old)
+    assert (desc.model, desc.kind, desc.num_keypoints) == ("sfm_coco", "top_down", 17)
+    assert desc.geometry == InputGeometry("crop", (256, 192)) and desc.test.nms_thr == 0.9
+    assert desc.skeleton == COCO17
 
 
 def test_file_without_metadata_is_rejected(tmp_path, sfm_onnx):
@@ -132,11 +148,12 @@ def test_cli_export_checks_against_pytorch(tmp_path):
     proc = _cli("export", "sfm_coco", "--random-weights", "--output", str(out), "--input", "128",
                 "96", "--threads", "1")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert "max abs diff" in proc.stdout and "ok" in proc.stdout
-    diff = float(proc.stdout.split("max abs diff ")[1].split()[0])
-    assert diff < 1e-3
+    assert "max abs diff" in proc.stdout and "(ok" in proc.stdout
+    rel = float(proc.stdout.split("relative ")[1].split()[0])
+    assert rel < 1e-3
     meta = read_metadata(out)
-    assert meta["model_name"] == "sfm_coco" and meta["input"]["shape"] == [1, 3, 128, 96]
+    # top-down: a dynamic batch of crops at the fixed crop size
+    assert meta["model_name"] == "sfm_coco" and meta["input"]["shape"] == ["B", 3, 128, 96]
     assert meta["input_size"] == [128, 96]
 
 

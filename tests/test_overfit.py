@@ -1,13 +1,20 @@
-"""Overfit the 4 real COCO val2017 images (``mmpose_coco``): a model that can learn must
-memorise them, scored by pycocotools on its own decoded predictions.
+"""Overfit the 4 real COCO val2017 images (``mmpose_coco``), then run the checkpoints through
+every verb: one pipeline from checkpoint to people, whichever verb asks.
 
-SFM (top-down, GT boxes, full architecture at a reduced 128x96 input,
-``configs/sfm_coco4-128x96_1xb4-80e.yaml``) and L-MFNet (bottom-up, reduced widths, whole
-images letterboxed into 256x384, ``configs/lmfnet_coco4-256_1xb4-150e.yaml``) are tested here::
+The README's overfit recipes are trained once per module (slow: minutes on 2 cores)::
 
     fusepose train configs/lmfnet_coco4-256_1xb4-150e.yaml --out runs/overfit_lmfnet
+    fusepose train configs/sfm_coco4-128x96_1xb4-160e.yaml --out runs/overfit_sfm
 
-Before them, a fast check that the bottom-up training targets themselves, decoded by the
+(``tests/test_overfit_sfm.py``; both are trained once per session, see ``conftest.py``).
+
+A model that can learn must memorise them, scored by pycocotools on its own decoded
+predictions. Every verb then reproduces the AP the training validation recorded in the
+checkpoint (``fusepose eval --model``, ``--weights`` alone, ``--onnx`` on the export, ``predict``
++ ``eval --results``), with no size or architecture flag, and the two-stage command (L-MFNet
+as the person detector of SFM) scores AP >= 0.7.
+
+Before the training, fast checks that the bottom-up training targets themselves, decoded by the
 validation path, score what the trained model is asked to reach: the HigherHRNet-style square
 crop of the short side hides people at the image edges (AP of the targets < 0.5), the
 letterbox geometry shared by training and validation does not.
@@ -15,62 +22,46 @@ letterbox geometry shared by training and validation does not.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-import torch
+from conftest import overfit_config
 
-from fusepose.data.transforms import affine_points
-from fusepose.engine.config import load_config
-from fusepose.engine.trainer import Trainer, build_codec, build_dataset, evaluate_model
+from fusepose.engine.data import build_dataset, target_codec
+from fusepose.engine.validate import run_description
 from fusepose.evaluation import evaluate_coco
-from fusepose.inference.predictor import letterbox_matrix
+from fusepose.geometry import affine_points, letterbox_matrix
+from fusepose.modelfile import describe
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-
-
-@pytest.mark.slow
-def test_sfm_overfits_four_coco_images_on_gt_boxes(coco_dir, tmp_path):
-    ann = coco_dir / "test_coco.json"
-    cfg = load_config(
-        CONFIGS / "sfm_coco4-128x96_1xb4-80e.yaml",
-        [
-            f"data.train_ann={ann}",
-            f"data.train_images={coco_dir}",
-            f"data.val_ann={ann}",
-            f"data.val_images={coco_dir}",
-            # the config's 80 epochs reach AP 0.94; epoch 60 (before the LR step at 65, so the
-            # same trajectory) already scores 0.96 and keeps the test shorter
-            "train.epochs=60",
-            "eval.interval=0",
-            "runtime.progress=false",
-        ],
-    )
-    _assert_overfits(cfg, tmp_path)
+LMFNET_CONFIG = "lmfnet_coco4-256_1xb4-150e.yaml"
 
 
-def _lmfnet_cfg(coco_dir, *extra):
-    ann = coco_dir / "test_coco.json"
-    return load_config(
-        CONFIGS / "lmfnet_coco4-256_1xb4-150e.yaml",
-        [
-            f"data.train_ann={ann}",
-            f"data.train_images={coco_dir}",
-            f"data.val_ann={ann}",
-            f"data.val_images={coco_dir}",
-            "runtime.progress=false",
-            *extra,
-        ],
-    )
+def _fusepose(*args: str) -> str:
+    """Run a verb as a user does; its stdout (a failure shows stderr)."""
+    proc = subprocess.run([sys.executable, "-m", "fusepose.cli.main", *map(str, args)],
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, (args, proc.stderr[-2000:])
+    return proc.stdout
+
+
+def _report(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+# ------------------------------------------------------------------------------ targets
 
 
 def _target_ap(cfg, ann) -> float:
     """AP of the training samples' own targets (encoded heatmaps + ideal tags), decoded by the
     codec and mapped back with the inverse of each sample's matrix."""
-    codec = build_codec(cfg, "bottom_up")
-    ds = build_dataset(cfg, "bottom_up", codec, train=True, rng=np.random.default_rng(0))
+    desc = run_description(cfg)
+    codec = target_codec(desc, cfg)
+    ds = build_dataset(cfg, desc, codec, train=True, rng=np.random.default_rng(0))
     results = []
     for i in range(len(ds)):
         s = ds[i]
@@ -91,10 +82,10 @@ def _target_ap(cfg, ann) -> float:
 
 def test_lmfnet_overfit_targets_cover_what_validation_scores(coco_dir):
     ann = coco_dir / "test_coco.json"
-    cfg = _lmfnet_cfg(coco_dir)
+    cfg = overfit_config(LMFNET_CONFIG, coco_dir)
     assert cfg.data.resize == "letterbox"
-    codec = build_codec(cfg, "bottom_up")
-    ds = build_dataset(cfg, "bottom_up", codec, train=True)
+    desc = run_description(cfg)
+    ds = build_dataset(cfg, desc, target_codec(desc, cfg), train=True)
     h, w = cfg.data.input_size
     for i in range(len(ds)):
         s = ds[i]
@@ -104,22 +95,96 @@ def test_lmfnet_overfit_targets_cover_what_validation_scores(coco_dir):
         np.testing.assert_allclose(s["meta"]["matrix"], letterbox_matrix(hw, (h, w)))
     assert _target_ap(cfg, ann) >= 0.95
     # the square crop of the short side at the same input height loses the edge people
-    crop = _lmfnet_cfg(coco_dir, "data.resize=crop", f"data.input_size=[{h},{h}]")
+    crop = overfit_config(LMFNET_CONFIG, coco_dir, "data.resize=crop", f"data.input_size=[{h},{h}]")
     assert _target_ap(crop, ann) < 0.5
 
 
+# ------------------------------------------------------------------------------ learning
+
+
 @pytest.mark.slow
-def test_lmfnet_overfits_four_coco_images(coco_dir, tmp_path):
-    cfg = _lmfnet_cfg(coco_dir, "eval.interval=0")
-    _assert_overfits(cfg, tmp_path)
+def test_lmfnet_overfits_four_coco_images(overfit_lmfnet):
+    assert overfit_lmfnet["AP_before"] < 0.1
+    assert overfit_lmfnet["AP_after"] >= 0.9, overfit_lmfnet
+    desc = describe(overfit_lmfnet["ckpt"])
+    assert desc.val_metric >= 0.9 and desc.geometry.mode == "letterbox"
 
 
-def _assert_overfits(cfg, run_dir):
-    """Train from the config's seed; own predictions go from AP < 0.1 to AP >= 0.9."""
-    torch.manual_seed(cfg.train.seed)
-    trainer = Trainer(cfg, run_dir=run_dir)
-    before = evaluate_model(trainer.model, cfg, trainer.device)
-    trainer.fit()
-    after = evaluate_model(trainer.model, cfg, trainer.device)
-    assert before["AP"] < 0.1
-    assert after["AP"] >= 0.9, after
+# ------------------------------------------------------------------------------ one pipeline
+
+
+def verbs_reproduce_val_ap(ckpt: Path, coco_dir: Path, tmp_path: Path, *boxes: str) -> dict:
+    """eval --model / --weights / --onnx and predict + eval --results all give the AP the
+    checkpoint recorded (1e-6), with no size flag. Returns the reports by path."""
+    desc = describe(ckpt)
+    data = ("--data", coco_dir / "test_coco.json", "--images", coco_dir, "--no-per-keypoint")
+    onnx = tmp_path / "model.onnx"
+    out = _fusepose("export", "--weights", ckpt, "--output", onnx)
+    assert "(ok" in out
+    info = json.loads(_fusepose("inspect", onnx, "--json"))
+    assert info["val_AP"] == desc.val_metric and info["resize"] == desc.geometry.mode
+    reports = {
+        "eval --model": ("eval", "--model", desc.model, "--weights", ckpt),
+        "eval --weights": ("eval", "--weights", ckpt),
+        "eval --onnx": ("eval", "--onnx", onnx),
+    }
+    got = {}
+    for label, argv in reports.items():
+        report = tmp_path / f"{label.split()[-1][2:]}.json"
+        _fusepose(*argv, *data, *boxes, "--report", report)
+        got[label] = _report(report)
+    if not boxes:  # bottom-up: predict writes what eval scores (every person: --score-thr 0)
+        res = tmp_path / "predict.json"
+        _fusepose("predict", ckpt, "--source", coco_dir, "--save-json", res, "--score-thr", "0",
+                  "--ann", coco_dir / "test_coco.json", "--no-progress")  # fmt: skip
+        report = tmp_path / "predict_report.json"
+        _fusepose("eval", "--gt", coco_dir / "test_coco.json", "--results", res,
+                  "--no-per-keypoint", "--report", report)  # fmt: skip
+        got["predict + eval --results"] = _report(report)
+    for label, report in got.items():
+        assert report["AP"] == pytest.approx(desc.val_metric, abs=1e-6), (label, report["AP"])
+    return got
+
+
+@pytest.mark.slow
+def test_every_verb_reproduces_the_lmfnet_checkpoint(overfit_lmfnet, coco_dir, tmp_path):
+    ckpt = overfit_lmfnet["ckpt"]
+    verbs_reproduce_val_ap(ckpt, coco_dir, tmp_path)
+    # bench and visualize run the same file with no size flag
+    bench = tmp_path / "bench.json"
+    _fusepose("bench", ckpt, "--runs", "1", "--warmup", "0", "--threads", "1", "--json", bench)
+    assert _report(bench)["models"]["lmfnet"]["input_size"] == [256, 384]
+    _fusepose("visualize", ckpt, "--image", coco_dir / "000000196141.jpg", "--out",
+              tmp_path / "vis", "--what", "heatmaps")  # fmt: skip
+    assert (tmp_path / "vis" / "poses.png").is_file()
+
+
+def torch_and_onnx_give_the_same_people(ckpt, coco_dir, tmp_path):
+    """The exported file decodes to the same people as the checkpoint (every joint within
+    0.5 px) without flip, and to the same AP within 0.005 with flip."""
+    from fusepose.benchmark.compare import match_keypoint_error, results_by_image
+    from fusepose.export.package import default_dynamic, export_model
+    from fusepose.inference import Predictor, evaluate_dataset
+    from fusepose.modelfile import load_model
+
+    model, desc = load_model(ckpt)
+    onnx = tmp_path / "m.onnx"
+    export_model(model, onnx, desc=desc, dynamic=default_dynamic(desc))
+    boxes = "gt" if desc.kind == "top_down" else "auto"
+    for flip in (False, True):
+        pt, po = Predictor(ckpt, flip=flip), Predictor(onnx, flip=flip)
+        a = evaluate_dataset(pt, coco_dir / "test_coco.json", coco_dir, boxes=boxes)
+        b = evaluate_dataset(po, coco_dir / "test_coco.json", coco_dir, boxes=boxes)
+        assert abs(a["AP"] - b["AP"]) <= 0.005, (flip, a["AP"], b["AP"])
+        if not flip:
+            ra, rb = results_by_image(a["results"]), results_by_image(b["results"])
+            for iid in ra:
+                err = match_keypoint_error(ra[iid], rb[iid])
+                assert err["people_a"] == err["people_b"] and err["max_px"] <= 0.5, (iid, err)
+
+
+
+
+@pytest.mark.slow
+def test_torch_and_onnx_give_the_same_people_lmfnet(overfit_lmfnet, coco_dir, tmp_path):
+    torch_and_onnx_give_the_same_people(overfit_lmfnet["ckpt"], coco_dir, tmp_path)

@@ -18,15 +18,14 @@ import pytest
 import torch
 from torch import nn
 
-from fusepose.benchmark.perf_table import match_keypoint_error
+from fusepose.benchmark.compare import match_keypoint_error
 from fusepose.export.optimize import (
     FastCBAM,
-    calibration_inputs,
     fast_attention,
     fold_batchnorm,
     optimize_for_inference,
-    quantize_int8,
 )
+from fusepose.export.quantize import calibration_inputs, quantize_int8
 from fusepose.registry import create_model
 from fusepose.structures import PoseInstance, PoseResult
 
@@ -41,6 +40,8 @@ SMALL_LMFNET = {
     "head_num_blocks": 1,
 }
 SIZE = (256, 256)
+# the fixed-shape geometry of an ONNX export at SIZE: the whole image letterboxed into it
+LB = {"input_size": SIZE, "resize": "letterbox"}
 
 
 def _randomize(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -198,10 +199,10 @@ def test_decoded_keypoints_within_half_pixel_on_coco(small_lmfnet, coco_dir, tmp
     onnx_path = tmp_path / "small_opt.onnx"
     export_model(fast, onnx_path, SIZE)
     preds = {
-        "orig": Predictor(small_lmfnet, input_size=SIZE),
-        "torch_opt": Predictor(fast, input_size=SIZE),
-        "torch_nhwc": Predictor(optimize_for_inference(small_lmfnet, True), input_size=SIZE),
-        "onnx_opt": Predictor(backend="onnx", onnx_path=onnx_path, input_size=SIZE),
+        "orig": Predictor(small_lmfnet, **LB),
+        "torch_opt": Predictor(fast, **LB),
+        "torch_nhwc": Predictor(optimize_for_inference(small_lmfnet, True), **LB),
+        "onnx_opt": Predictor(backend="onnx", onnx_path=onnx_path),
     }
     assert len(sorted(coco_dir.glob("*.jpg"))) == 4
     compared = 0
@@ -334,7 +335,7 @@ def test_inline_identity_initializers_keeps_the_graph_result():
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from fusepose.export.optimize import inline_identity_initializers
+    from fusepose.export.quantize import inline_identity_initializers
 
     rng = np.random.default_rng(0)
     w = numpy_helper.from_array(rng.standard_normal((4, 3, 1, 1)).astype(np.float32), "w")
@@ -393,8 +394,8 @@ def test_torch_compile_keeps_decoded_keypoints(small_lmfnet, coco_dir):
     from fusepose.inference.predictor import Predictor
 
     preds = {
-        "orig": Predictor(small_lmfnet, input_size=SIZE),
-        "compiled": Predictor(small_lmfnet, input_size=SIZE, compile=True),
+        "orig": Predictor(small_lmfnet, **LB),
+        "compiled": Predictor(small_lmfnet, **LB, compile=True),
     }
     compared = 0
     for name, err in _decoded_pairs(preds, coco_dir, _output_scale(small_lmfnet), n_images=2):
@@ -417,8 +418,8 @@ def test_failed_compile_falls_back_to_eager(small_lmfnet, monkeypatch, caplog):
 
     monkeypatch.setattr(torch, "compile", broken_compile)
     img = np.full((200, 300, 3), 127, np.uint8)
-    ref = Predictor(small_lmfnet, input_size=SIZE).predict_frame(img)
-    pred = Predictor(small_lmfnet, input_size=SIZE, compile=True)
+    ref = Predictor(small_lmfnet, **LB).predict_frame(img)
+    pred = Predictor(small_lmfnet, **LB, compile=True)
     with caplog.at_level("WARNING"):
         got = pred.predict_frame(img)
     assert not pred.compiled

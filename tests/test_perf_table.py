@@ -52,30 +52,6 @@ def test_perf_rows_ratios_and_markdown(tmp_path, coco_dir):
     assert res["machine"]["logical_cpus"] >= 1
 
 
-def test_int8_checkpoint_input_follows_the_training_config(tmp_path):
-    """``int8_checkpoint_ap`` evaluates a checkpoint with the input it was validated with in
-    training: letterboxed fixed (H, W) for ``data.resize: letterbox`` (the overfit config), the
-    short side ``data.input_size[0]`` for the HigherHRNet crop, and the short side of
-    ``input_hw`` when the checkpoint has no training config."""
-    from pathlib import Path
-
-    from fusepose.benchmark.perf_table import checkpoint_eval_input
-    from fusepose.engine.checkpoint import load_checkpoint, save_checkpoint
-    from fusepose.engine.config import config_to_dict, load_config
-
-    root = Path(__file__).resolve().parents[1] / "configs"
-    cfg = config_to_dict(load_config(root / "lmfnet_coco4-256_1xb4-150e.yaml"))
-    path = save_checkpoint(tmp_path / "ck.pth", {"model_name": "lmfnet", "state_dict": {},
-                                                 "config": cfg})  # fmt: skip
-    assert checkpoint_eval_input(load_checkpoint(path)) == ((256, 384), "letterbox", "checkpoint")
-    crop = config_to_dict(load_config(root / "lmfnet_coco-512_1xb12-300e.yaml"))
-    assert checkpoint_eval_input({"config": crop}, (256, 256)) == (512, "crop", "checkpoint")
-    assert checkpoint_eval_input({"model_name": "lmfnet"}, (320, 256)) == (256, "crop", "default")
-    cfg["data"]["resize"] = "stretch"
-    with pytest.raises(ConfigError, match="stretch"):
-        checkpoint_eval_input({"config": cfg})
-
-
 def test_flop_bound_uses_the_best_dense_rate():
     from fusepose.benchmark.perf_table import flop_bound_ms
 

@@ -1,32 +1,59 @@
-"""fusepose: lightweight human pose estimation (L-MFNet, SFM + HSA) with honest numbers."""
+"""fusepose: lightweight human pose estimation (L-MFNet, SFM + HSA) with honest numbers.
+
+    import fusepose
+    predictor = fusepose.Predictor("runs/o/best.pth")      # a model file runs itself
+    model, desc = fusepose.load_model("runs/o/best.pth")   # the network and its description
+    fusepose.create_model("lmfnet")                         # a registered architecture
+
+The names that need PyTorch are imported on first use, so ``import fusepose`` (and the
+evaluation of a results file) stays light.
+"""
 
 from fusepose.errors import FusePoseError
-from fusepose.registry import ModelInfo, create_model, get_model_info, list_models, register_model
 from fusepose.skeletons import Skeleton, get_skeleton, load_skeleton
 from fusepose.structures import PoseInstance, PoseResult
 
 __version__ = "0.1.0"
 
+# name -> module that defines it (loaded on first access)
+_LAZY = {
+    "ModelInfo": "fusepose.models.registry",
+    "create_model": "fusepose.models.registry",
+    "get_model_info": "fusepose.models.registry",
+    "list_models": "fusepose.models.registry",
+    "register_model": "fusepose.models.registry",
+    "ModelDescription": "fusepose.description",
+    "InputGeometry": "fusepose.geometry",
+    "describe": "fusepose.modelfile",
+    "load_model": "fusepose.modelfile",
+    "Predictor": "fusepose.inference.predictor",
+}
+
 __all__ = [
     "FusePoseError",
+    "InputGeometry",
+    "ModelDescription",
     "ModelInfo",
     "PoseInstance",
     "PoseResult",
     "Predictor",
     "Skeleton",
     "create_model",
+    "describe",
     "get_model_info",
     "get_skeleton",
     "list_models",
+    "load_model",
     "load_skeleton",
     "register_model",
 ]
 
 
 def __getattr__(name: str):
-    # The Predictor pulls in OpenCV and the codecs; load it on first use only.
-    if name == "Predictor":
-        from fusepose.inference.predictor import Predictor
+    if name in _LAZY:
+        import importlib
 
-        return Predictor
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'fusepose' has no attribute {name!r}")

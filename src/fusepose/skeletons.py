@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from fusepose.errors import FusePoseError
 
 
-class SkeletonError(ValueError):
+class SkeletonError(FusePoseError, ValueError):
     """A keypoint-set definition is inconsistent."""
 
 
@@ -36,6 +39,42 @@ class Skeleton:
         for a, b in self.flip_pairs:
             perm[a], perm[b] = b, a
         return perm
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data (the file format of :func:`load_skeleton`)."""
+        return {
+            "name": self.name,
+            "keypoints": list(self.keypoints),
+            "flip_pairs": [list(p) for p in self.flip_pairs],
+            "limbs": [list(p) for p in self.limbs],
+            "sigmas": [float(s) for s in self.sigmas],
+            "upper_body": list(self.upper_body),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "<skeleton>") -> Skeleton:
+        """Inverse of :meth:`to_dict`, validated; :class:`SkeletonError` naming ``source``."""
+        if not isinstance(data, dict):
+            raise SkeletonError(f"{source}: expected a mapping of skeleton keys")
+        allowed = {"name", "keypoints", "flip_pairs", "limbs", "sigmas", "upper_body"}
+        unknown = set(data) - allowed
+        if unknown:
+            raise SkeletonError(f"{source}: unknown keys {sorted(unknown)} (allowed: {sorted(allowed)})")
+        for key in ("keypoints", "sigmas"):
+            if key not in data:
+                raise SkeletonError(f"{source}: missing required key {key!r}")
+        try:
+            skel = cls(
+                name=str(data.get("name", "custom")),
+                keypoints=tuple(str(k) for k in data["keypoints"]),
+                flip_pairs=tuple((int(a), int(b)) for a, b in data.get("flip_pairs") or []),
+                limbs=tuple((int(a), int(b)) for a, b in data.get("limbs") or []),
+                sigmas=tuple(float(s) for s in data["sigmas"]),
+                upper_body=tuple(int(i) for i in data.get("upper_body") or []),
+            )
+        except (TypeError, ValueError) as e:
+            raise SkeletonError(f"{source}: malformed entry: {e}") from None
+        return skel.validate(source)
 
     def validate(self, source: str = "<skeleton>") -> Skeleton:
         k = self.num_keypoints
@@ -147,22 +186,4 @@ def load_skeleton(path: str | Path) -> Skeleton:
         raise SkeletonError(f"{path}: not valid {path.suffix[1:].upper()}: {e}") from None
     if not isinstance(data, dict):
         raise SkeletonError(f"{path}: expected a mapping at top level")
-    allowed = {"name", "keypoints", "flip_pairs", "limbs", "sigmas", "upper_body"}
-    unknown = set(data) - allowed
-    if unknown:
-        raise SkeletonError(f"{path}: unknown keys {sorted(unknown)} (allowed: {sorted(allowed)})")
-    for key in ("keypoints", "sigmas"):
-        if key not in data:
-            raise SkeletonError(f"{path}: missing required key {key!r}")
-    try:
-        skel = Skeleton(
-            name=str(data.get("name", path.stem)),
-            keypoints=tuple(str(k) for k in data["keypoints"]),
-            flip_pairs=tuple((int(a), int(b)) for a, b in data.get("flip_pairs", [])),
-            limbs=tuple((int(a), int(b)) for a, b in data.get("limbs", [])),
-            sigmas=tuple(float(s) for s in data["sigmas"]),
-            upper_body=tuple(int(i) for i in data.get("upper_body", [])),
-        )
-    except (TypeError, ValueError) as e:
-        raise SkeletonError(f"{path}: malformed entry: {e}") from None
-    return skel.validate(str(path))
+    return Skeleton.from_dict({"name": path.stem, **data}, str(path))

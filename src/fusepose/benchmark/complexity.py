@@ -174,7 +174,7 @@ def measure_registered(
     ``meta`` device (no memory, no arithmetic); if that fails it is built on the CPU. fvcore
     traces a real forward pass, so its column (``fvcore=True``) costs one CPU forward per size.
     """
-    from fusepose.registry import create_model
+    from fusepose.models.registry import create_model
 
     sizes_t = [_check_size(s) for s in sizes]
     model = None
@@ -268,7 +268,7 @@ def zoo_table(pattern: str = "*", *, fvcore: bool = False, progress=None) -> lis
 
     ``progress``: optional callable wrapping the name list (e.g. ``tqdm``).
     """
-    from fusepose.registry import get_model_info, list_models
+    from fusepose.models.registry import get_model_info, list_models
 
     names = list_models(pattern)
     rows: list[dict] = []

@@ -21,8 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from fusepose.codecs import AssociativeEmbeddingCodec, TopDownHeatmapCodec
+from fusepose.codecs.pipelines import build_codec
+from fusepose.data.bottom_up import CocoBottomUpDataset
+from fusepose.data.collate import collate
 from fusepose.data.synth import SynthConfig, generate_synthetic, render_image
+from fusepose.data.top_down import CocoTopDownDataset
+from fusepose.description import default_codec_spec
 from fusepose.errors import DataError
 from fusepose.skeletons import COCO17
 
@@ -32,19 +36,23 @@ __all__ = ["loader_throughput", "decode_time", "bench_data"]
 
 
 def _dataset(kind: str, data_dir: Path, input_size: int, seed: int):
-    from fusepose.data.coco import CocoBottomUpDataset, CocoTopDownDataset
-
     ann = data_dir / "train.json"
     if not ann.is_file():
         raise DataError(f"{ann}: not found (make one with `fusepose synth {data_dir}`)")
     rng = np.random.default_rng(seed)
+    if kind not in ("bottom_up", "top_down"):
+        raise ValueError(f"unknown dataset kind {kind!r}")
+    hw = (input_size, input_size) if kind == "bottom_up" else (256, 192)
+    codec = _codec(kind, hw)
     if kind == "bottom_up":
-        codec = AssociativeEmbeddingCodec(17, input_size, flip_index=COCO17.flip_index)
         return CocoBottomUpDataset(ann, data_dir / "images", codec, input_size=input_size, rng=rng)
-    if kind == "top_down":
-        codec = TopDownHeatmapCodec((256, 192), (64, 48))
-        return CocoTopDownDataset(ann, data_dir / "images", codec, input_size=(256, 192), rng=rng)
-    raise ValueError(f"unknown dataset kind {kind!r}")
+    return CocoTopDownDataset(ann, data_dir / "images", codec, input_size=hw, rng=rng)
+
+
+def _codec(kind: str, hw: tuple[int, int]):
+    """The target codec a COCO-17 model of ``kind`` trains with at ``hw``."""
+    return build_codec(default_codec_spec(kind, sigma=2.0), num_keypoints=17,
+                       flip_index=COCO17.flip_index, input_size=hw)  # fmt: skip
 
 
 def loader_throughput(
@@ -56,8 +64,6 @@ def loader_throughput(
     batch ``torch.stack`` in ``collate`` fights the loading for the cores (measured 3x slower
     for ``workers=0`` on a busy 2-core machine).
     """
-    from fusepose.data import collate
-
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -97,7 +103,7 @@ def decode_time(
     cfg = SynthConfig(size=size, min_people=num_people, max_people=num_people, max_torso=0.2)
     _, anns = render_image(np.random.default_rng([seed, 10_000]), cfg)
     kp = np.stack([a["keypoints"] for a in anns])
-    codec = AssociativeEmbeddingCodec(17, size, flip_index=COCO17.flip_index)
+    codec = _codec("bottom_up", (size, size))
     out_q, out_h = codec.ideal_outputs(kp)
     flip_args = ()
     if flip:

@@ -22,7 +22,11 @@ from typing import Any
 
 import numpy as np
 
+from fusepose.data.synth import synthetic_image
+
 logger = logging.getLogger(__name__)
+
+__all__ = ["LatencyResult", "benchmark", "default_image", "gt_people", "synthetic_image"]
 
 STAGES = ("preprocess_ms", "network_ms", "decode_ms", "total_ms")
 
@@ -58,15 +62,6 @@ class LatencyResult:
         out["runs"] = len(self.runs)
         out["people"] = self.people
         return out
-
-
-def synthetic_image(h: int = 427, w: int = 640, seed: int = 0) -> np.ndarray:
-    """A textured (H, W, 3) uint8 BGR image for when no real image is available."""
-    rng = np.random.default_rng(seed)
-    base = rng.integers(0, 256, (h // 8 + 1, w // 8 + 1, 3), dtype=np.uint8)
-    import cv2
-
-    return cv2.resize(base, (w, h), interpolation=cv2.INTER_CUBIC)
 
 
 def gt_people(image_path: str | Path | None) -> tuple[np.ndarray, np.ndarray] | None:
@@ -107,7 +102,7 @@ def benchmark(
     """Time ``predictor.predict_frame(image)`` for each ``(label, predictor)``, interleaved.
 
     image: (H, W, 3) uint8 BGR. boxes: (N, 4) ``[x, y, w, h]`` person boxes for top-down
-    predictors (ignored by bottom-up ones). A compiled predictor (``compiled`` True) compiles on
+    predictors (bottom-up pipelines ignore them). A compiled predictor (``compiled`` True) compiles on
     its first call, so at least one warmup run is made whenever one is present.
     """
     if any(getattr(pred, "compiled", False) for _label, pred in predictors):
@@ -115,8 +110,7 @@ def benchmark(
     results = [LatencyResult(label) for label, _ in predictors]
     for i in range(warmup + runs):
         for res, (_label, pred) in zip(results, predictors, strict=True):
-            kw = {"boxes": boxes} if pred.kind == "top_down" else {}
-            out = pred.predict_frame(image, **kw)
+            out = pred.predict_frame(image, boxes=boxes)
             if i >= warmup:
                 res.runs.append(dict(pred.timings))
                 res.people = len(out)

@@ -107,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
     trained = evaluate_model(trained_model, cfg, device)
 
     print("[4/4] drawing held-out predictions")
-    drawn = _draw(trained_model, cfg, device, out / "predictions", args.draw, cv2)
+    drawn = _draw(trained_model, trainer.description, cfg, device, out / "predictions",
+                  args.draw, cv2)
     summary = {
         "AP": trained["AP"],
         "AP_untrained": untrained["AP"],
@@ -151,37 +152,20 @@ def _count_images(ann: Path) -> int:
     return len(json.loads(Path(ann).read_text())["images"])
 
 
-def _draw(model, cfg, device, folder: Path, limit: int, cv2) -> list[Path]:
+def _draw(model, desc, cfg, device, folder: Path, limit: int, cv2) -> list[Path]:
     from fusepose.data import load_coco_keypoints, read_image
     from fusepose.inference.predictor import Predictor
-    from fusepose.skeletons import get_skeleton
+    from fusepose.visualization.skeleton import draw_poses
 
     folder.mkdir(parents=True, exist_ok=True)
     index = load_coco_keypoints(cfg.data.val_ann)
-    predictor = Predictor(model, device=str(device), input_size=int(cfg.data.input_size[0]))
-    skeleton = get_skeleton(cfg.data.skeleton)
-    try:
-        from fusepose.visualization.skeleton import draw_poses
-    except ImportError:  # pragma: no cover - visualisation is optional here
-        draw_poses = None
+    predictor = Predictor(model, device=str(device), description=desc)
     written = []
     for iid in index.image_ids[:limit]:
         name = str(index.images[iid]["file_name"])
         img = read_image(Path(cfg.data.val_images) / name)
         result = predictor.predict_frame(img, image_id=iid)
-        # draw the confident people only (AP scores every candidate, ranked by score)
-        best = max((inst.score for inst in result.instances), default=0.0)
-        result.instances = [i for i in result.instances if i.score >= max(0.5 * best, 0.1)]
-        if draw_poses is not None:
-            canvas = draw_poses(img, result, skeleton, kpt_thr=0.1)
-        else:
-            canvas = img.copy()
-            for inst in result:
-                for a, b in skeleton.limbs:
-                    pa, pb = inst.keypoints[a], inst.keypoints[b]
-                    cv2.line(
-                        canvas, (int(pa[0]), int(pa[1])), (int(pb[0]), int(pb[1])), (0, 255, 0), 1
-                    )
+        canvas = draw_poses(img, result, predictor.skeleton, kpt_thr=0.1)
         canvas = cv2.resize(canvas, None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST)
         path = folder / f"{Path(name).stem}_pred.png"
         cv2.imwrite(str(path), canvas)

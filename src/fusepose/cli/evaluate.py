@@ -4,36 +4,25 @@ Results mode (no model): ``fusepose eval --gt GT --results RES [--report OUT.jso
 follows the GT extension (``.json`` -> coco, ``.mat`` -> pckh) unless ``--metric`` is given.
 
 Model mode (COCO-format data only): ``fusepose eval --model NAME --weights W --data ANN.json
---images DIR [--flip] [--scales ...] [--det-file DET | --gt-boxes]`` runs
-``fusepose.Predictor`` on every image of ``ANN.json`` and scores the results against it.
-Top-down results get HRNet's OKS-NMS (threshold 0.9) per image; the Predictor already applies
-HRNet's box x keypoint rescoring. The Predictor is imported lazily here, so
-``fusepose.evaluation`` itself never imports models.
+--images DIR [--flip] [--scales ...] [--det-file DET | --gt-boxes]`` (or ``--weights W`` alone,
+or ``--onnx FILE``) runs the model on every image of ``ANN.json`` through
+:func:`fusepose.inference.dataset.evaluate_dataset`, the loop training validation uses, with
+the model file's own geometry and test settings: a checkpoint's recorded ``val_AP`` is
+reproduced with no other flag. Top-down models get HRNet's rescoring and OKS-NMS (in the
+pipeline). ``fusepose.evaluation`` itself never imports models; only this verb's model mode does.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import json
 import logging
-import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from fusepose.errors import ConfigError
+from fusepose.files import write_json_atomic
 
 logger = logging.getLogger(__name__)
-
-
-def _predictor_available() -> bool:
-    """Model mode needs fusepose.inference.predictor (imported lazily, only in that mode)."""
-    try:
-        return importlib.util.find_spec("fusepose.inference.predictor") is not None
-    except (ImportError, ValueError):
-        return False
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,22 +59,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="PCKh: predictions are 0-based (1 is added before scoring); default 1-based",
     )
     parser.add_argument("--report", type=Path, help="write the metrics as JSON here")
-    if _predictor_available():
-        g = parser.add_argument_group("model mode (run a model, then score it)")
-        g.add_argument("--model", help="registered model name (see `fusepose models`)")
-        g.add_argument("--weights", help="checkpoint of that model")
-        g.add_argument("--data", help="COCO-format annotation file: images to run and the GT")
-        g.add_argument("--images", type=Path, help="folder holding the --data images")
-        g.add_argument("--flip", action="store_true", help="average with the flipped image")
-        g.add_argument(
-            "--scales", type=float, nargs="+", default=[1.0], help="bottom-up test scales"
-        )
-        g.add_argument("--det-file", help="top-down: COCO person detections (bbox, score)")
-        g.add_argument(
-            "--gt-boxes", action="store_true", help="top-down: use the GT person boxes of --data"
-        )
-        g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
-        g.add_argument("--save-results", type=Path, help="also write the model's COCO results")
+    g = parser.add_argument_group("model mode (run a model, then score it)")
+    g.add_argument("--model", help="registered model name, or a checkpoint / .onnx file")
+    g.add_argument("--weights", help="checkpoint of that model (may stand alone)")
+    g.add_argument("--onnx", help="exported .onnx file (the model name is read from it)")
+    g.add_argument("--data", help="COCO-format annotation file: images to run and the GT")
+    g.add_argument("--images", type=Path, help="folder holding the --data images")
+    g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="flip test (default: as the model was validated)")  # fmt: skip
+    g.add_argument("--scales", type=float, nargs="+", default=None, help="bottom-up test scales")
+    g.add_argument("--input-size", type=int, nargs="+", default=None,
+                   help="override the stored input size (one int or H W)")  # fmt: skip
+    g.add_argument("--det-file", help="top-down: COCO person detections (bbox, score)")
+    g.add_argument(
+        "--gt-boxes", action="store_true", help="top-down: use the GT person boxes of --data"
+    )
+    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    g.add_argument("--threads", type=int, default=None, help="CPU threads")
+    g.add_argument("--save-results", type=Path, help="also write the model's COCO results")
 
 
 def _metric(args: argparse.Namespace) -> str:
@@ -102,31 +93,6 @@ def _metric(args: argparse.Namespace) -> str:
     )
 
 
-def _clean(obj: Any) -> Any:
-    """JSON-safe copy: NaN/inf -> null (strict JSON has no NaN)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    return obj
-
-
-def _write_report(path: Path, report: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_clean(report), f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _run_coco(args: argparse.Namespace) -> dict[str, Any]:
     from fusepose.evaluation.coco import COCO_KEYS, CROWD_KEYS, evaluate_coco, format_per_keypoint
 
@@ -138,6 +104,7 @@ def _run_coco(args: argparse.Namespace) -> dict[str, Any]:
         iou_type="keypoints_crowd" if args.crowd else "keypoints",
         use_area=not (args.crowd or args.no_area),
         per_keypoint=not args.no_per_keypoint,
+        sigmas=getattr(args, "sigmas", None),
     )
     keys = CROWD_KEYS if args.crowd else COCO_KEYS
     print(res["summary"].rstrip("\n"))
@@ -157,8 +124,8 @@ def _run_coco(args: argparse.Namespace) -> dict[str, Any]:
         gt=str(args.gt),
         results=str(args.results) if not isinstance(args.results, list) else "<model>",
     )
-    if getattr(args, "model", None):
-        report.update(model=args.model, weights=str(args.weights), flip=args.flip)
+    if getattr(args, "model_report", None):
+        report.update(args.model_report)
     return report
 
 
@@ -189,30 +156,13 @@ def _run_pckh(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-def _gt_boxes(gt: dict, image_id: Any) -> tuple[Any, Any]:
-    import numpy as np
-
-    anns = [
-        a
-        for a in gt["annotations"]
-        if a["image_id"] == image_id
-        and not a.get("iscrowd", 0)
-        and a.get("num_keypoints", 0) > 0
-        and a["bbox"][2] > 1
-        and a["bbox"][3] > 1
-    ]
-    boxes = np.asarray([a["bbox"] for a in anns], dtype=np.float64).reshape(-1, 4)
-    return boxes, np.ones(len(boxes))
-
-
 def _run_model(args: argparse.Namespace) -> list[dict]:
     """Run the model on every image of --data; COCO results in original-image pixels."""
     from tqdm import tqdm
 
-    from fusepose.errors import DataError
-    from fusepose.evaluation.nms import oks_nms
+    from fusepose.cli.common import build_predictor
     from fusepose.evaluation.results import load_gt, write_results
-    from fusepose.inference.predictor import Predictor  # lazy: models load only in this mode
+    from fusepose.inference.dataset import predict_dataset, scoring_sigmas
 
     if not args.data or not args.images:
         raise ConfigError("model mode needs --data ANN.json and --images DIR")
@@ -220,55 +170,54 @@ def _run_model(args: argparse.Namespace) -> list[dict]:
         raise ConfigError(f"--data {args.data}: model mode takes a COCO-format .json")
     if args.det_file and args.gt_boxes:
         raise ConfigError("--det-file and --gt-boxes: pick one source of person boxes")
-    gt, gt_name = load_gt(args.data)
+    load_gt(args.data)
     if not Path(args.images).is_dir():
-        raise DataError(f"--images {args.images}: not a folder")
-    predictor = Predictor(
-        args.model,
-        weights=args.weights,
-        device=args.device,
-        flip=args.flip,
-        scales=tuple(args.scales),
-        det_file=args.det_file,
-    )
+        raise ConfigError(f"--images {args.images}: not a folder")
+    args.random_weights = False
+    predictor = build_predictor(args)
     if predictor.kind == "top_down" and not (args.det_file or args.gt_boxes):
-        raise ConfigError(f"--model {args.model} is top-down: give --det-file DET or --gt-boxes")
-    if args.gt_boxes and predictor.kind != "top_down":
-        raise ConfigError(f"--gt-boxes: {args.model} is a bottom-up model (it finds people itself)")
-    results: list[dict] = []
-    for img in tqdm(gt["images"], unit="img", disable=None):
-        path = Path(args.images) / str(img.get("file_name", ""))
-        if not path.is_file():
-            raise DataError(f"{path}: image id {img['id']} of {gt_name} not found under --images")
-        if args.gt_boxes:
-            boxes, scores = _gt_boxes(gt, img["id"])
-            pose = predictor(path, boxes=boxes, box_scores=scores, image_id=img["id"])
-        else:
-            pose = predictor(path, image_id=img["id"])
-        people = pose.to_coco(img["id"])
-        if predictor.kind == "top_down" and people:
-            keep = oks_nms(pose.instances, 0.9, sigmas=predictor.skeleton.sigmas)
-            people = [people[i] for i in keep]
-        results.extend(people)
-    logger.info("%s: %d people on %d images", args.model, len(results), len(gt["images"]))
+        raise ConfigError(
+            f"{predictor.model_name} is top-down: give --det-file DET or --gt-boxes"
+        )
+    with tqdm(unit="img", disable=None, desc="eval") as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        results = predict_dataset(predictor, args.data, args.images,
+                                  boxes="gt" if args.gt_boxes else "auto", progress=progress)
+    desc = predictor.description
+    args.sigmas = scoring_sigmas(desc.skeleton)
+    args.model_report = {
+        "model": desc.model,
+        "weights": str(args.weights or args.onnx or args.model),
+        "backend": predictor.backend,
+        "flip": desc.test.flip,
+        "input_size": list(desc.geometry.size),
+        "resize": desc.geometry.mode,
+        "boxes": ("gt" if args.gt_boxes else "det") if desc.kind == "top_down" else None,
+        "val_AP": desc.val_metric,
+    }
     if args.save_results:
         write_results(args.save_results, results)
     return results
 
 
 def run(args: argparse.Namespace) -> int:
-    if getattr(args, "model", None):
+    model_mode = args.model or args.onnx or (args.weights and args.data)
+    if model_mode:
         if args.results or args.gt:
             raise ConfigError("model mode: the GT is --data; use --save-results, not --results")
         if args.metric == "pckh":
             raise ConfigError("model mode scores COCO-format data only (--metric coco)")
         args.results = _run_model(args)
+        args.results_name = "<model>"
         args.gt = args.data
         args.metric = "coco"
     else:
         stray = [
             f
-            for f in ("weights", "data", "images", "det_file", "save_results")
+            for f in ("weights", "data", "images", "det_file", "save_results", "gt_boxes")
             if getattr(args, f, None)
         ]
         if stray:
@@ -287,6 +236,6 @@ def run(args: argparse.Namespace) -> int:
                 raise ConfigError(f"--{flag.replace('_', '-')} applies to --metric coco only")
         report = _run_pckh(args)
     if args.report:
-        _write_report(args.report, report)
+        write_json_atomic(args.report, report, indent=2)
         logger.info("wrote report %s", args.report)
     return 0

@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fusepose.benchmark.complexity import measure_registered
-    from fusepose.registry import get_model_info
+    from fusepose.models.registry import get_model_info
 
     try:
         info = get_model_info(args.model)

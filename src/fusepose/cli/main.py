@@ -24,6 +24,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "predict": ("predict", "run a model on images, a folder, a video or a webcam"),
     "visualize": ("visualize", "draw heatmaps, tag maps and attention maps"),
     "export": ("export", "export a model to ONNX and check it against PyTorch"),
+    "inspect": ("inspect", "what a checkpoint or ONNX file is: model, input, settings, val AP"),
     "bench": ("bench", "latency split into preprocess / network / decode"),
     "bench-data": ("bench_data", "data-loader throughput and decode time"),
     "perf": ("perf", "the performance table: params, GMACs, latency split, speed-up"),

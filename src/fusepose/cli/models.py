@@ -43,7 +43,7 @@ def _print_rows(header: list[str], rows: list[list[str]], markdown: bool) -> Non
 
 
 def run(args: argparse.Namespace) -> int:
-    from fusepose.registry import get_model_info, list_models
+    from fusepose.models.registry import get_model_info, list_models
 
     names = list_models(args.pattern)
     if not names:

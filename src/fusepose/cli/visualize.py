@@ -15,8 +15,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fusepose.cli.predict import add_model_arguments, build_predictor
+from fusepose.cli.common import add_model_arguments, build_predictor
+from fusepose.data.io import read_image
 from fusepose.errors import ConfigError
+from fusepose.geometry import warp_image
+from fusepose.models.deploy import InferenceWrapper
+from fusepose.visualization.attention import attention_panels, record_attention
+from fusepose.visualization.heatmaps import heatmap_grid, tag_grid
+from fusepose.visualization.skeleton import draw_poses
 
 logger = logging.getLogger(__name__)
 
@@ -34,13 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="person box for top-down models (default: the whole image)",
     )
     parser.add_argument(
-        "--input-size",
-        type=int,
-        nargs="+",
-        default=None,
-        help="bottom-up: short side or H W; top-down: H W",
-    )
-    parser.add_argument("--kpt-thr", type=float, default=0.3)
+        "--input-size", type=int, nargs="+", default=None,
+        help="override the stored input size: one int (short side) or H W",
+    )  # fmt: skip
+    parser.add_argument("--kpt-thr", type=float, default=None,
+                        help="joints scored below are not drawn (default: stored, 0.3)")
 
 
 def _write(path: Path, img: np.ndarray) -> None:
@@ -53,48 +57,34 @@ def _write(path: Path, img: np.ndarray) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from fusepose.data.transforms import normalize
-    from fusepose.inference.sources import read_image
-    from fusepose.visualization.attention import attention_panels, record_attention
-    from fusepose.visualization.heatmaps import heatmap_grid, tag_grid
-    from fusepose.visualization.skeleton import draw_poses
-
-    image = read_image(args.image)
-    args.backend, args.onnx, args.flip, args.scales, args.threads = (
-        "torch",
-        None,
-        False,
-        [1.0],
-        None,
-    )
-    pred = build_predictor(args)
+    image = read_image(args.image, apply_exif=True)
     out_dir = Path(args.out)
+    if args.box is not None and not (args.box[2] > 0 and args.box[3] > 0):
+        raise ConfigError(f"--box {' '.join(map(str, args.box))}: width and height must be > 0")
+    pred = build_predictor(args, backend="torch", flip=False, scales=None)
+    if pred.model is None:
+        raise ConfigError("visualize reads the network's inner maps: give a checkpoint, not .onnx")
     out_dir.mkdir(parents=True, exist_ok=True)
     h, w = image.shape[:2]
     box = np.array(args.box if args.box else [0, 0, w - 1, h - 1], dtype=np.float64)
-
     if pred.kind == "bottom_up":
         res = pred(image)
-        m, (w_in, h_in) = pred.warp_matrix((h, w))
+        m, size = pred.warp_matrix((h, w))
     else:
         res = pred(image, boxes=box[None])
-        m = pred.crop_matrix(box)
-        h_in, w_in = pred.input_size
-    _write(out_dir / "poses.png", draw_poses(image, res, pred.skeleton, kpt_thr=args.kpt_thr))
-
-    warped = cv2.warpAffine(image, m, (w_in, h_in), flags=cv2.INTER_LINEAR)
-    x = torch.from_numpy(normalize(warped))[None].to(pred.device)
+        m, size = pred.crop_matrix(box), pred.input_size[::-1]
+    kpt_thr = pred.description.test.kpt_thr
+    _write(out_dir / "poses.png", draw_poses(image, res, pred.skeleton, kpt_thr=kpt_thr))
+    warped = cv2.warpAffine(image, m, tuple(int(v) for v in size), flags=cv2.INTER_LINEAR)
+    x = torch.from_numpy(warp_image(image, m, size))[None].to(pred.device)
     want = {"heatmaps", "tags", "attention"} if args.what == "all" else {args.what}
     names = list(pred.skeleton.keypoints)
     if want & {"heatmaps", "tags"}:
         with torch.inference_mode():
-            out = pred.model(x)
+            out = InferenceWrapper(pred.model)(x)
         k = pred.num_keypoints
-        if pred.kind == "bottom_up":
-            q = out[0][0].float().cpu().numpy()
-            heat, tags = q[:k], q[k:]
-        else:
-            heat, tags = out[-1][0].float().cpu().numpy(), None
+        first = out[0][0].float().cpu().numpy()
+        heat, tags = (first[:k], first[k:]) if pred.kind == "bottom_up" else (first, None)
         if "heatmaps" in want:
             _write(out_dir / "heatmaps.png", heatmap_grid(warped, heat, names))
         if "tags" in want:

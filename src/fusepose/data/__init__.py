@@ -19,10 +19,10 @@ __all__ = [
 ]
 
 _LAZY = {
-    "CocoBottomUpDataset": "fusepose.data.coco",
-    "CocoIndex": "fusepose.data.coco",
-    "CocoTopDownDataset": "fusepose.data.coco",
-    "load_coco_keypoints": "fusepose.data.coco",
+    "CocoBottomUpDataset": "fusepose.data.bottom_up",
+    "CocoIndex": "fusepose.data.coco_index",
+    "CocoTopDownDataset": "fusepose.data.top_down",
+    "load_coco_keypoints": "fusepose.data.coco_index",
     "MpiiDataset": "fusepose.data.mpii",
     "load_mpii": "fusepose.data.mpii",
 }

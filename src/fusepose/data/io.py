@@ -19,8 +19,13 @@ _JPEG_SOS = b"\xff\xda"
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def read_image(path: str | Path, apply_exif: bool = False) -> np.ndarray:
     """Read an image as OpenCV BGR ``uint8 (H, W, 3)`` (grey images are expanded to 3 channels).
+
+    ``apply_exif``: rotate the pixels as the file's EXIF Orientation tag says (what a photo
+    viewer shows; the Predictor does this for users' photos). Off by default: COCO-style
+    annotations are in the frame of the stored pixels, as the official code reads them
+    (``cv2.IMREAD_IGNORE_ORIENTATION``), so datasets and evaluation must ignore the tag.
 
     Raises :class:`DataError` naming the file when it is missing, empty (0 bytes), not a
     decodable image (e.g. a text file named ``.jpg``), truncated (a JPEG without its end
@@ -47,7 +52,8 @@ def read_image(path: str | Path) -> np.ndarray:
             raise DataError(f"{path}: truncated JPEG (no end-of-image marker); file is corrupt")
     elif data.startswith(_PNG_SIG) and b"IEND" not in data[-64:]:
         raise DataError(f"{path}: truncated PNG (no IEND chunk); file is corrupt")
-    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    flags = cv2.IMREAD_COLOR if apply_exif else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
     if img is None:
         head = data[:16]
         kind = "text" if all(32 <= b < 127 or b in (9, 10, 13) for b in head) else "binary"

@@ -31,8 +31,9 @@ import numpy as np
 import torch
 
 from fusepose.data import transforms as T
-from fusepose.data.coco import _SkipBadMixin, top_down_sample
 from fusepose.data.io import read_image, read_json
+from fusepose.data.samples import SkipBadMixin
+from fusepose.data.top_down import top_down_sample
 from fusepose.errors import DataError
 from fusepose.skeletons import MPII16
 
@@ -333,7 +334,7 @@ def mpii_train_transforms(
     )
 
 
-class MpiiDataset(_SkipBadMixin, torch.utils.data.Dataset):
+class MpiiDataset(SkipBadMixin, torch.utils.data.Dataset):
     """Top-down MPII samples (one person each), like :class:`CocoTopDownDataset`.
 
     Sample: ``image`` ``(3, H, W)``; ``keypoints`` ``(16, 3)`` input pixels ``[x, y, visible]``;

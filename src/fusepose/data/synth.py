@@ -372,3 +372,10 @@ def generate_synthetic(
         paths[s] = p
         logger.info("%s: %d images, %d people", p, len(data["images"]), len(data["annotations"]))
     return paths
+
+
+def synthetic_image(h: int = 427, w: int = 640, seed: int = 0) -> np.ndarray:
+    """A textured (H, W, 3) uint8 BGR image for when no real image is available."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (h // 8 + 1, w // 8 + 1, 3), dtype=np.uint8)
+    return cv2.resize(base, (w, h), interpolation=cv2.INTER_CUBIC)

@@ -28,12 +28,26 @@ and ``cv2.invertAffineTransform(sample["matrix"])`` maps predictions back to the
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import cv2
 import numpy as np
+
+from fusepose.geometry import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    affine_points,
+    bottom_up_center_scale,
+    bottom_up_warp,
+    box_to_center_scale,
+    denormalize,
+    get_affine_matrix,
+    invert_affine,
+    letterbox_matrix,
+    normalize,
+    top_down_warp,
+)
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -54,12 +68,10 @@ __all__ = [
     "flip_matrix",
     "get_affine_matrix",
     "invert_affine",
+    "letterbox_matrix",
     "normalize",
     "top_down_warp",
 ]
-
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)  # RGB
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)  # RGB
 
 Sample = dict[str, Any]
 
@@ -68,48 +80,8 @@ Sample = dict[str, Any]
 # Pixel values
 
 
-def normalize(img_bgr: np.ndarray) -> np.ndarray:
-    """BGR uint8 ``(H, W, 3)`` -> RGB float32 ``(3, H, W)``, ImageNet mean/std on [0, 1]."""
-    if img_bgr.ndim != 3 or img_bgr.shape[2] != 3:
-        raise ValueError(f"normalize expects an (H, W, 3) BGR image, got shape {img_bgr.shape}")
-    rgb = img_bgr[:, :, ::-1].astype(np.float32) / 255.0
-    rgb = (rgb - IMAGENET_MEAN) / IMAGENET_STD
-    return np.ascontiguousarray(rgb.transpose(2, 0, 1))
-
-
-def denormalize(chw: Any) -> np.ndarray:
-    """Inverse of :func:`normalize`: RGB float ``(3, H, W)`` (numpy or torch) -> BGR uint8
-    ``(H, W, 3)``, rounded and clipped to [0, 255]."""
-    if hasattr(chw, "detach"):
-        chw = chw.detach().cpu().numpy()
-    chw = np.asarray(chw, dtype=np.float32)
-    if chw.ndim != 3 or chw.shape[0] != 3:
-        raise ValueError(f"denormalize expects a (3, H, W) array, got shape {chw.shape}")
-    rgb = chw.transpose(1, 2, 0) * IMAGENET_STD + IMAGENET_MEAN
-    bgr = np.clip(np.rint(rgb[:, :, ::-1] * 255.0), 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(bgr)
-
-
 # --------------------------------------------------------------------------------------------
 # Affine matrices
-
-
-def affine_points(pts: np.ndarray, M: np.ndarray) -> np.ndarray:
-    """Apply a 2x3 affine matrix to points.
-
-    pts: ``(..., D)`` with ``D >= 2``; the first two columns are ``x, y`` and are mapped, any
-    further columns (visibility, score) are copied unchanged. Returns float64 of the same shape.
-    """
-    pts = np.asarray(pts, dtype=np.float64)
-    M = np.asarray(M, dtype=np.float64)
-    if pts.shape[-1] < 2:
-        raise ValueError(f"affine_points expects (..., 2) points, got shape {pts.shape}")
-    if M.shape != (2, 3):
-        raise ValueError(f"affine_points expects a (2, 3) matrix, got shape {M.shape}")
-    out = pts.copy()
-    xy = pts[..., :2]
-    out[..., :2] = xy @ M[:, :2].T + M[:, 2]
-    return out
 
 
 def _to3(M: np.ndarray) -> np.ndarray:
@@ -121,53 +93,12 @@ def compose_affine(second: np.ndarray, first: np.ndarray) -> np.ndarray:
     return (_to3(second) @ _to3(first))[:2]
 
 
-def invert_affine(M: np.ndarray) -> np.ndarray:
-    """Inverse of a 2x3 affine matrix (``cv2.invertAffineTransform``), float64."""
-    return cv2.invertAffineTransform(np.asarray(M, dtype=np.float64))
-
-
 def flip_matrix(width: int) -> np.ndarray:
     """Horizontal mirror of a ``width``-pixel-wide frame: ``x -> width - 1 - x``.
 
     This is exactly what ``cv2.flip(img, 1)`` (``img[:, ::-1]``) does to pixel centres.
     """
     return np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0]])
-
-
-def get_affine_matrix(
-    center: Sequence[float],
-    scale_wh: Sequence[float] | float,
-    rot_deg: float,
-    output_size_wh: Sequence[int],
-    shift: Sequence[float] = (0.0, 0.0),
-    inv: bool = False,
-) -> np.ndarray:
-    """HRNet-style crop matrix (closed form of HRNet's ``get_affine_transform``).
-
-    The source region centred at ``center + shift * scale_wh`` whose *width* is ``scale_wh[0]``
-    source pixels is rotated by ``rot_deg`` and scaled isotropically by
-    ``output_size_wh[0] / scale_wh[0]`` onto the output of size ``output_size_wh = (W, H)``,
-    its centre landing on ``(W / 2, H / 2)``. As in HRNet only the width sets the scale factor,
-    so callers pass ``scale_wh`` with the output's aspect ratio (see :func:`box_to_center_scale`).
-
-    Returns the 2x3 float64 matrix source -> output, or output -> source when ``inv``.
-    """
-    sw, sh = np.broadcast_to(np.asarray(scale_wh, dtype=np.float64), (2,))
-    out_w, out_h = float(output_size_wh[0]), float(output_size_wh[1])
-    if not (sw > 0 and sh > 0 and out_w > 0 and out_h > 0):
-        raise ValueError(
-            f"get_affine_matrix needs positive sizes, got scale {scale_wh}, output {output_size_wh}"
-        )
-    src_c = np.asarray(center, dtype=np.float64) + np.asarray(shift, dtype=np.float64) * (sw, sh)
-    dst_c = np.array([out_w * 0.5, out_h * 0.5])
-    s = out_w / sw
-    r = math.radians(rot_deg)
-    cs, sn = math.cos(r), math.sin(r)
-    if not inv:
-        lin = s * np.array([[cs, sn], [-sn, cs]])
-        return np.hstack([lin, (dst_c - lin @ src_c)[:, None]])
-    lin = (1.0 / s) * np.array([[cs, -sn], [sn, cs]])
-    return np.hstack([lin, (src_c - lin @ dst_c)[:, None]])
 
 
 def apply_affine(
@@ -186,92 +117,6 @@ def apply_affine(
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=border_value,
     )
-
-
-def box_to_center_scale(
-    box_xywh: Sequence[float], aspect_ratio: float, padding: float = 1.25
-) -> tuple[np.ndarray, np.ndarray]:
-    """HRNet ``_box2cs`` in pixels: box ``[x, y, w, h]`` (original pixels) -> ``center (2,)``
-    and ``scale_wh (2,)`` grown to ``aspect_ratio = W / H`` (never shrunk) and times ``padding``."""
-    x, y, w, h = (float(v) for v in box_xywh)
-    center = np.array([x + w * 0.5, y + h * 0.5])
-    if w > aspect_ratio * h:
-        h = w / aspect_ratio
-    elif w < aspect_ratio * h:
-        w = h * aspect_ratio
-    return center, np.array([w, h]) * padding
-
-
-def top_down_warp(
-    box_xywh: Sequence[float],
-    input_size: Sequence[int] = (256, 192),
-    padding: float = 1.25,
-    rot: float = 0.0,
-    scale: float = 1.0,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Top-down crop matrix for one person box, keeping the aspect ratio.
-
-    box_xywh: ``[x, y, w, h]`` in original-image pixels. input_size: ``(H, W)`` of the network
-    input. ``scale`` multiplies the padded box size (augmentation), ``rot`` in degrees.
-    Returns ``(M (2, 3) original -> input, center (2,), scale_wh (2,))`` where ``scale_wh`` is
-    the size of the cropped region in original pixels (before ``scale``).
-    """
-    in_h, in_w = int(input_size[0]), int(input_size[1])
-    center, scale_wh = box_to_center_scale(box_xywh, in_w / in_h, padding)
-    M = get_affine_matrix(center, scale_wh * scale, rot, (in_w, in_h))
-    return M, center, scale_wh
-
-
-def bottom_up_center_scale(
-    image_hw: Sequence[int],
-    input_size: int = 512,
-    scale: float = 1.0,
-    multiple: int = 64,
-    min_scale: float = 1.0,
-) -> tuple[tuple[int, int], np.ndarray, np.ndarray]:
-    """Official HigherHRNet ``get_multi_scale_size`` in pixels.
-
-    Returns ``((W_in, H_in), center (2,), scale_wh (2,))``: the short side goes to
-    ``input_size * scale`` (rounded up to ``multiple`` at ``min_scale``), the long side follows
-    with the same factor and is rounded up to a multiple of ``multiple``; ``center`` is the
-    image centre rounded as in the official code.
-    """
-    h, w = int(image_hw[0]), int(image_hw[1])
-    if h <= 0 or w <= 0:
-        raise ValueError(f"bottom_up_warp needs a non-empty image, got size {h}x{w}")
-    m = int(multiple)
-    center = np.array([int(w / 2.0 + 0.5), int(h / 2.0 + 0.5)], dtype=np.float64)
-    min_input = int((min_scale * input_size + m - 1) // m * m)
-    if w < h:
-        w_res = int(min_input * scale / min_scale)
-        h_res = int(int((min_input / w * h + m - 1) // m * m) * scale / min_scale)
-        scale_wh = np.array([w, h_res / w_res * w], dtype=np.float64)
-    else:
-        h_res = int(min_input * scale / min_scale)
-        w_res = int(int((min_input / h * w + m - 1) // m * m) * scale / min_scale)
-        scale_wh = np.array([w_res / h_res * h, h], dtype=np.float64)
-    return (w_res, h_res), center, scale_wh
-
-
-def bottom_up_warp(
-    image_hw: Sequence[int],
-    input_size: int = 512,
-    scale: float = 1.0,
-    multiple: int = 64,
-    min_scale: float = 1.0,
-) -> tuple[np.ndarray, tuple[int, int]]:
-    """HigherHRNet test-time resize (architecture.md §2.6 step 1).
-
-    image_hw: ``(H, W)`` of the original image. Short side -> ``input_size * scale``, long side
-    scaled by the same factor and rounded up to a multiple of ``multiple``, an affine warp about
-    the image centre. ``min_scale`` is the smallest scale of a multi-scale test (official
-    ``min(TEST.SCALE_FACTOR)``; 1.0 for single scale).
-    Returns ``(M (2, 3) original -> input pixels, (W_in, H_in))``.
-    """
-    size_wh, center, scale_wh = bottom_up_center_scale(
-        image_hw, input_size, scale, multiple, min_scale
-    )
-    return get_affine_matrix(center, scale_wh, 0.0, size_wh), size_wh
 
 
 # --------------------------------------------------------------------------------------------

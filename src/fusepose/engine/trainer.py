@@ -14,20 +14,20 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import inspect
 import logging
 import math
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from fusepose.data.collate import collate
 from fusepose.engine import distributed as dist_utils
 from fusepose.engine.checkpoint import (
     FORMAT_VERSION,
@@ -38,361 +38,37 @@ from fusepose.engine.checkpoint import (
     set_rng_state,
 )
 from fusepose.engine.config import Config, config_to_dict, save_config
+from fusepose.engine.data import SeededDataset, build_dataset, target_codec, to_device
 from fusepose.engine.ema import ModelEMA
+from fusepose.engine.init import freeze_batchnorm, init_from_scratch, unwrap
 from fusepose.engine.logger import MetricLogger
+from fusepose.engine.optim import build_optimizer, lr_factor
+from fusepose.engine.validate import evaluate_model, run_description
 from fusepose.errors import CheckpointError, ConfigError, FusePoseError
+from fusepose.losses import build_loss
+from fusepose.models.registry import create_model, list_models
+
+__all__ = [
+    "NonFiniteLossError",
+    "Trainer",
+    "TrainState",
+    "build_dataset",
+    "build_optimizer",
+    "evaluate_model",
+    "init_from_scratch",
+    "lr_factor",
+    "train",
+]
 
 log = logging.getLogger(__name__)
 
 Batch = dict[str, Any]
 # (model, config, device) -> metrics dict with cfg.eval.metric among its keys
-Evaluator = Callable[[nn.Module, Config, torch.device], dict[str, float]]
+Evaluator = Callable[..., dict[str, float]]
 
 
 class NonFiniteLossError(FusePoseError):
     """The training loss became NaN or infinite; training stopped."""
-
-
-# ----------------------------------------------------------------------------- optimisation
-
-
-def build_optimizer(params: Any, cfg: Config) -> torch.optim.Optimizer:
-    """Adam / AdamW / SGD from ``cfg.optim``."""
-    o = cfg.optim
-    name = o.name.lower()
-    if name == "adam":
-        return torch.optim.Adam(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
-    if name == "sgd":
-        return torch.optim.SGD(
-            params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=o.nesterov
-        )
-    raise ConfigError(f"optim.name: unknown optimiser {o.name!r} (adam, adamw, sgd)")
-
-
-def lr_factor(it: int, cfg: Config, steps_per_epoch: int) -> float:
-    """LR multiplier at iteration ``it`` (0-based, counted over the whole run).
-
-    Linear warm-up from ``warmup_factor`` to 1 over ``warmup_iters`` iterations, times the
-    schedule: ``multistep`` (x gamma at each milestone epoch), ``cosine`` (from 1 to
-    ``min_lr / lr`` over all iterations) or ``constant``.
-    """
-    s = cfg.schedule
-    epoch = it // max(steps_per_epoch, 1)
-    if s.name == "multistep":
-        f = s.gamma ** sum(1 for m in s.milestones if epoch >= m)
-    elif s.name == "cosine":
-        total = max(cfg.train.epochs * steps_per_epoch, 1)
-        floor = s.min_lr / cfg.optim.lr if cfg.optim.lr > 0 else 0.0
-        f = floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(it, total) / total))
-    elif s.name == "constant":
-        f = 1.0
-    else:
-        raise ConfigError(
-            f"schedule.name: unknown schedule {s.name!r} (multistep, cosine, constant)"
-        )
-    if s.warmup_iters > 0 and it < s.warmup_iters:
-        alpha = it / s.warmup_iters
-        f *= s.warmup_factor * (1 - alpha) + alpha
-    return f
-
-
-# ----------------------------------------------------------------------------------- data
-
-
-class SeededDataset(Dataset):
-    """Wraps a dataset so that sample ``i`` of epoch ``e`` is drawn with fixed randomness.
-
-    Before each ``__getitem__`` the python / numpy / torch global RNGs, and the dataset's own
-    ``np.random.Generator`` if given (``rng``, the one its transforms hold), are re-seeded from
-    ``(seed, epoch, i)``. The augmentation of a sample is then independent of the worker, the
-    process and of where the run was resumed.
-    """
-
-    def __init__(self, dataset: Dataset, seed: int, rng: np.random.Generator | None = None):
-        self.dataset = dataset
-        self.seed = int(seed)
-        self.rng = rng
-        self.epoch = 0
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getitem__(self, i: int) -> Any:
-        seq = np.random.SeedSequence([self.seed, self.epoch, int(i)])
-        s = seq.generate_state(2)
-        random.seed(int(s[0]))
-        np.random.seed(int(s[1]))
-        torch.manual_seed(int(s[0]) ^ int(s[1]))
-        if self.rng is not None:
-            self.rng.bit_generator.state = np.random.PCG64(seq).state
-        return self.dataset[i]
-
-
-def default_collate(samples: Sequence[Mapping[str, Any]]) -> Batch:
-    """Stack tensors / arrays key by key; lists of tensors are stacked per position (one
-    entry per resolution); ``meta`` and other objects stay lists."""
-    out: Batch = {}
-    for key in samples[0]:
-        vals = [s[key] for s in samples]
-        first = vals[0]
-        if key == "meta":
-            out[key] = vals
-        elif isinstance(first, Tensor):
-            out[key] = torch.stack(vals)
-        elif isinstance(first, np.ndarray):
-            out[key] = torch.from_numpy(np.stack(vals))
-        elif (
-            isinstance(first, (list, tuple))
-            and first
-            and isinstance(first[0], (Tensor, np.ndarray))
-        ):
-            out[key] = [
-                torch.stack([torch.as_tensor(v[j]) for v in vals]) for j in range(len(first))
-            ]
-        elif isinstance(first, (int, float)) and not isinstance(first, bool):
-            out[key] = torch.tensor(vals)
-        else:
-            out[key] = vals
-    return out
-
-
-def _collate_fn() -> Callable[[Sequence[Mapping[str, Any]]], Batch]:
-    try:
-        from fusepose.data import collate  # type: ignore[attr-defined]
-
-        return collate
-    except ImportError:
-        return default_collate
-
-
-def to_device(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: (v if k == "meta" else to_device(v, device)) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)) and batch and isinstance(batch[0], Tensor):
-        return type(batch)(to_device(v, device) for v in batch)
-    return batch
-
-
-def _filter_kwargs(fn: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
-    params = inspect.signature(fn).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return kwargs
-    return {k: v for k, v in kwargs.items() if k in params}
-
-
-def build_codec(cfg: Config, kind: str) -> Any:
-    """The codec for a model ``kind`` at ``cfg.data.input_size``."""
-    from fusepose import codecs
-    from fusepose.skeletons import get_skeleton
-
-    h, w = cfg.data.input_size
-    if kind == "bottom_up":
-        sk = get_skeleton(cfg.data.skeleton)
-        return codecs.AssociativeEmbeddingCodec(
-            cfg.model.num_keypoints,
-            (h, w),
-            sigma=cfg.data.sigma,
-            max_people=cfg.data.max_people,
-            flip_index=sk.flip_index,
-        )
-    return codecs.TopDownHeatmapCodec(
-        input_size=(h, w), heatmap_size=(h // 4, w // 4), sigma=cfg.data.sigma
-    )
-
-
-def build_dataset(
-    cfg: Config, kind: str, codec: Any, *, train: bool, rng: np.random.Generator | None = None
-) -> Dataset:
-    """COCO-format (bottom-up / top-down) or MPII dataset from ``cfg.data``.
-
-    ``rng``: the generator the training transforms draw from (re-seeded per sample by
-    :class:`SeededDataset`).
-    """
-    from fusepose import data as fdata
-    from fusepose.skeletons import get_skeleton
-
-    d = cfg.data
-    ann = d.train_ann if train else d.val_ann
-    images = d.train_images if train else d.val_images
-    if not ann:
-        which = "train_ann" if train else "val_ann"
-        raise ConfigError(f"data.{which}: no annotation file given")
-    h, w = d.input_size
-    # augment=False keeps the training entries and fixed-size crops but draws nothing at
-    # random: no flip / rotation / shift / half body, scale fixed at scale_range[0]
-    aug = d.augment
-    kwargs: dict[str, Any] = dict(
-        train=train,
-        skeleton=get_skeleton(d.skeleton),
-        flip_prob=d.flip_prob if aug else 0.0,
-        rotation=d.rotation if aug else 0.0,
-        scale_range=d.scale_range if aug else (d.scale_range[0], d.scale_range[0]),
-        translate=d.translate if aug else 0.0,
-        half_body_prob=d.half_body_prob if aug else 0.0,
-        max_images=d.max_train_images if train else d.max_val_images,
-        rng=rng,
-    )
-    if d.dataset == "mpii":
-        cls = fdata.MpiiDataset
-        kwargs["input_size"] = (h, w)
-    elif kind == "bottom_up":
-        cls = fdata.CocoBottomUpDataset
-        if d.resize not in ("crop", "letterbox"):
-            raise ConfigError(f"data.resize: {d.resize!r} is not 'crop' or 'letterbox'")
-        kwargs["input_size"] = (h, w) if d.resize == "letterbox" else h
-        kwargs["resize"] = d.resize
-    else:
-        cls = fdata.CocoTopDownDataset
-        kwargs["input_size"] = (h, w)
-        kwargs["det_file"] = None if train else d.det_file
-    ds = cls(ann, images, codec, **_filter_kwargs(cls.__init__, kwargs))
-    limit = d.max_train_images if train else d.max_val_images
-    if limit and len(ds) > limit and "max_images" not in inspect.signature(cls.__init__).parameters:
-        ds = torch.utils.data.Subset(ds, list(range(limit)))
-    return ds
-
-
-# ------------------------------------------------------------------------------- validation
-
-
-def predict_coco(
-    model: nn.Module,
-    ann_file: str | Path,
-    image_dir: str | Path,
-    *,
-    input_size: Sequence[int],
-    device: torch.device | str = "cpu",
-    flip: bool = True,
-    det_file: str | None = None,
-    max_images: int = 0,
-    resize: str = "crop",
-) -> list[dict[str, Any]]:
-    """COCO keypoint results (original-image pixels) of ``model`` on a COCO-format set.
-
-    Uses the :class:`~fusepose.inference.predictor.Predictor` (same pre-processing and codec
-    decode as inference). Bottom-up: short side resized to ``input_size[0]`` (HigherHRNet
-    rule), or with ``resize="letterbox"`` the whole image fitted into ``input_size (H, W)``
-    (the training warp of ``data.resize=letterbox``). Top-down: crops of ``det_file`` boxes,
-    or of the non-crowd GT boxes if None.
-    """
-    from fusepose.data import load_coco_keypoints, read_image
-    from fusepose.inference.predictor import Predictor
-
-    index = load_coco_keypoints(ann_file)
-    kind = model.info.kind
-    size: Any = tuple(int(v) for v in input_size)
-    if kind == "bottom_up" and resize == "crop":
-        size = size[0]  # HigherHRNet test resize: short side -> input_size[0]
-    predictor = Predictor(
-        model, device=str(device), flip=flip, input_size=size,
-        det_file=det_file if kind == "top_down" else None,
-    )  # fmt: skip
-    results: list[dict[str, Any]] = []
-    ids = index.image_ids[:max_images] if max_images else index.image_ids
-    for iid in ids:
-        entry = index.images[iid]
-        img = read_image(Path(image_dir) / str(entry["file_name"]))
-        boxes = None
-        if kind == "top_down" and det_file is None:
-            anns = [a for a in index.annotations[iid] if not a.iscrowd]
-            boxes = np.array([a.bbox for a in anns], dtype=np.float64).reshape(-1, 4)
-        people = predictor.predict_frame(img, boxes=boxes, image_id=iid).to_coco(iid)
-        if kind == "top_down" and det_file is not None and people:
-            # the Predictor already rescored (box x mean confident joint score); HRNet then
-            # removes duplicate detections of one person with OKS-NMS at 0.9
-            from fusepose.evaluation import oks_nms
-
-            people = [people[i] for i in oks_nms(people, 0.9)]
-        results.extend(people)
-    return results
-
-
-def evaluate_model(model: nn.Module, cfg: Config, device: torch.device) -> dict[str, float]:
-    """COCO OKS AP/AR of ``model`` on ``cfg.data.val_ann`` (pycocotools or faster-coco-eval)."""
-    from fusepose.evaluation import COCO_KEYS, evaluate_coco
-
-    d = cfg.data
-    if d.dataset != "coco":
-        raise ConfigError(
-            f"eval.interval: validation during training scores COCO-format data only, not "
-            f"{d.dataset!r}; set eval.interval=0 and score checkpoints with `fusepose eval`"
-        )
-    results = predict_coco(
-        model, d.val_ann, d.val_images, input_size=d.input_size, device=device,
-        flip=cfg.eval.flip_test, det_file=d.det_file, max_images=d.max_val_images,
-        resize=d.resize,
-    )  # fmt: skip
-    if not results:
-        log.warning("validation: the model found no people; AP = 0")
-        return {k: 0.0 for k in COCO_KEYS}
-    gt: Any = d.val_ann
-    if d.max_val_images:
-        from fusepose.data import load_coco_keypoints
-
-        keep = set(load_coco_keypoints(d.val_ann).image_ids[: d.max_val_images])
-        gt = _subset_gt(d.val_ann, keep)
-    m = evaluate_coco(gt, results, backend=cfg.eval.backend, per_keypoint=False)
-    return {k: float(m[k]) for k in COCO_KEYS}
-
-
-def _subset_gt(ann_file: str, keep: set[int]) -> dict[str, Any]:
-    import json
-
-    data = json.loads(Path(ann_file).read_text())
-    data["images"] = [im for im in data["images"] if im["id"] in keep]
-    data["annotations"] = [a for a in data["annotations"] if a["image_id"] in keep]
-    return data
-
-
-# ------------------------------------------------------------------------------------ init
-
-
-def init_from_scratch(model: nn.Module, output_std: float = 0.001) -> None:
-    """Re-initialise ``model`` for training from random weights.
-
-    Hidden convolutions get He (Kaiming) normal init, fan-out, ReLU gain, zero bias; norms
-    weight 1, bias 0. The prediction convs (``model.head.final_layers`` of a bottom-up model,
-    ``final_layer`` / ``final_layers`` attributes elsewhere) keep the official N(0,
-    ``output_std``) so the first heatmaps are ~0. The official N(0, 0.001) everywhere suits
-    fine-tuning from ImageNet weights; from scratch it leaves the Ghost / attention blocks
-    with activations shrinking layer after layer, and the tag maps nearly constant, where the
-    push term of the AE loss has no gradient.
-    """
-    finals: set[int] = set()
-    for name, mod in model.named_modules():
-        leaf = name.rsplit(".", 1)[-1]
-        if leaf in ("final_layer", "final_layers"):
-            finals.update(id(m) for m in mod.modules())
-    for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            if id(m) in finals:
-                nn.init.normal_(m.weight, std=output_std)
-            else:
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm)):
-            if m.weight is not None:
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-
-
-# ------------------------------------------------------------------------------- BN helpers
-
-
-def freeze_batchnorm(model: nn.Module) -> None:
-    """Put every BatchNorm in eval mode (running statistics used and not updated)."""
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.eval()
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 # ---------------------------------------------------------------------------------- trainer
@@ -447,8 +123,6 @@ class Trainer:
         dist_utils.barrier()
 
         if model is None:
-            from fusepose.registry import create_model
-
             if cfg.model.init not in ("official", "scratch"):
                 raise ConfigError(f"model.init: {cfg.model.init!r} is not 'official' or 'scratch'")
             model = create_model(
@@ -469,9 +143,12 @@ class Trainer:
         self.model = model
         self.ema = ModelEMA(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
 
-        if loss_fn is None:
-            from fusepose.losses import build_loss
+        # what checkpoints carry to run the model (registered models only; a custom module
+        # passed in has no registry entry to rebuild it from)
+        self.description = run_description(cfg) if self.model_name in list_models() else None
+        self.best_val: dict[str, Any] | None = None
 
+        if loss_fn is None:
             lc = cfg.loss
             if self.kind == "bottom_up":
                 loss_fn = build_loss(
@@ -487,14 +164,16 @@ class Trainer:
 
         rng = None
         if train_set is None:
-            self.codec = build_codec(cfg, self.kind)
+            if self.description is None:
+                raise ConfigError(f"model.name: {self.model_name!r} is not a registered model")
+            self.codec = target_codec(self.description, cfg)
             rng = np.random.default_rng(cfg.train.seed)
-            train_set = build_dataset(cfg, self.kind, self.codec, train=True, rng=rng)
+            train_set = build_dataset(cfg, self.description, self.codec, train=True, rng=rng)
         self.train_set = SeededDataset(train_set, cfg.train.seed, rng)
         self.sampler = dist_utils.EpochSampler(
             len(train_set), shuffle=True, seed=cfg.train.seed, rank=self.rank, world_size=self.world
         )
-        self.collate_fn = collate_fn or _collate_fn()
+        self.collate_fn = collate_fn or collate
         b = cfg.train.batch_size
         self.steps_per_epoch = math.ceil(len(self.sampler) / b)
         if cfg.train.max_steps_per_epoch > 0:
@@ -548,7 +227,9 @@ class Trainer:
             "global_step": self.state.global_step,
             "best_metric": self.state.best_metric,
             "rng": get_rng_state(),
-        }
+            **({"description": self.description.replace(val=self.best_val).to_dict()}
+               if self.description is not None else {}),
+        }  # fmt: skip
 
     def save(self, path: Path) -> None:
         if self.main:
@@ -587,6 +268,8 @@ class Trainer:
         )
         if ckpt.get("rng") is not None:
             set_rng_state(ckpt["rng"])
+        desc = ckpt.get("description")
+        self.best_val = desc.get("val") if isinstance(desc, dict) else None
         log.info("resumed from %s at epoch %d, step %d", path, self.state.epoch, self.state.step)
         return True
 
@@ -725,10 +408,28 @@ class Trainer:
             was_training = model.training
             model.eval()
             with torch.no_grad():
-                metrics = self.evaluator(model, self.cfg, self.device)
+                if self.evaluator is evaluate_model:
+                    metrics = evaluate_model(model, self.cfg, self.device, self.description)
+                else:
+                    metrics = self.evaluator(model, self.cfg, self.device)
             model.train(was_training)
         dist_utils.barrier()
         return metrics
+
+    def _val_record(self, value: float, epoch: int, metrics: dict[str, Any]) -> dict[str, Any]:
+        """What a checkpoint says about its best validation (``fusepose inspect``)."""
+        d, ev = self.cfg.data, self.cfg.eval
+        on_ema = self.ema is not None and ev.use_ema
+        return {
+            "metric": ev.metric,
+            "value": float(value),
+            "epoch": int(epoch),
+            "ann": d.val_ann,
+            "images": d.val_images,
+            "boxes": ("det" if d.det_file else "gt") if self.kind == "top_down" else None,
+            "weights": "ema" if on_ema else "model",
+            "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)},
+        }
 
     def fit(self) -> dict[str, Any]:
         """Train until ``cfg.train.epochs``; returns the last epoch's numbers and the best metric."""
@@ -769,6 +470,7 @@ class Trainer:
                 )
                 if math.isfinite(value) and value > self.state.best_metric:
                     self.state.best_metric = value
+                    self.best_val = self._val_record(value, epoch + 1, metrics)
                     improved = True
             self.save(self.last_path)
             if improved:

@@ -19,7 +19,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from numbers import Real
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from fusepose.errors import DataError, ResultsError
+from fusepose.files import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -187,30 +187,12 @@ def validate_results(
     return results
 
 
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
-
-
 def write_results(path: str | os.PathLike, results: Sequence[dict]) -> Path:
     """Write COCO keypoint results as JSON (numpy arrays/scalars converted), atomically.
 
     The file is written next to ``path`` under a temporary name and moved into place, so a
     crash never leaves a half-written results file.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(list(results), f, default=_jsonable)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    path = write_json_atomic(path, list(results))
     logger.info("wrote %d results to %s", len(results), path)
     return path

@@ -15,6 +15,10 @@ values are stored as text, structured ones as JSON. Keys (all prefixed ``fusepos
 - ``preprocess``: JSON describing the resize (bottom-up: short side -> input size, long side to a
   multiple of 64 about the centre; top-down: person box -> crop with the box's aspect padded to
   the input aspect).
+- ``description``: JSON of the :class:`~fusepose.description.ModelDescription` (geometry,
+  skeleton, codec, test settings, validation result): the same object a checkpoint carries.
+  Files exported before it existed are described from the keys above
+  (:func:`description_from_metadata`).
 """
 
 from __future__ import annotations
@@ -23,15 +27,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+from fusepose.description import TOP_DOWN_NMS_THR, ModelDescription, TestSettings
 from fusepose.errors import CheckpointError
+from fusepose.geometry import IMAGENET_MEAN, IMAGENET_STD, InputGeometry
+from fusepose.skeletons import SKELETONS, Skeleton
 
 PREFIX = "fusepose."
-FORMAT_VERSION = "1"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+FORMAT_VERSION = "2"
 
 _JSON_KEYS = ("keypoint_names", "flip_index", "input", "outputs", "codec", "preprocess",
-              "input_size")  # fmt: skip
+              "input_size", "description")  # fmt: skip
 
 
 def output_spec(kind: str, num_keypoints: int, input_hw: tuple[Any, Any]) -> list[dict[str, Any]]:
@@ -67,20 +72,14 @@ def output_spec(kind: str, num_keypoints: int, input_hw: tuple[Any, Any]) -> lis
 
 
 def build_metadata(
-    *,
-    model_name: str,
-    kind: str,
-    num_keypoints: int,
-    input_name: str,
-    input_shape: list[Any],
-    outputs: list[dict[str, Any]],
-    codec: dict[str, Any],
-    skeleton_name: str | None = None,
-    keypoint_names: list[str] | None = None,
-    flip_index: list[int] | None = None,
-    input_size: Any = None,
+    desc: ModelDescription, *, input_name: str, input_shape: list[Any], codec: dict[str, Any]
 ) -> dict[str, str]:
-    """Assemble the ``metadata_props`` dictionary (all values strings)."""
+    """The ``metadata_props`` dictionary (all values strings) of an export of ``desc``.
+
+    codec: the full ``{"type", "kwargs"}`` of the built codec (for readers without fusepose).
+    """
+    kind, k = desc.kind, int(desc.num_keypoints)
+    h, w = input_shape[2], input_shape[3]
     if kind == "bottom_up":
         pre = {
             "type": "bottom_up_warp",
@@ -96,26 +95,27 @@ def build_metadata(
         }
     meta: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
-        "model_name": model_name,
+        "model_name": desc.model,
         "kind": kind,
-        "num_keypoints": str(int(num_keypoints)),
-        "skeleton": skeleton_name or "",
-        "keypoint_names": keypoint_names or [],
-        "flip_index": flip_index or list(range(num_keypoints)),
-        "input_size": input_size,
+        "num_keypoints": str(k),
+        "skeleton": desc.skeleton.name,
+        "keypoint_names": list(desc.skeleton.keypoints),
+        "flip_index": desc.flip_index,
+        "input_size": list(desc.geometry.size),
         "input": {
             "name": input_name,
             "shape": input_shape,
             "layout": "NCHW",
             "color": "RGB",
             "scale": 1.0 / 255.0,
-            "mean": list(IMAGENET_MEAN),
-            "std": list(IMAGENET_STD),
+            "mean": IMAGENET_MEAN.tolist(),
+            "std": IMAGENET_STD.tolist(),
             "formula": "x = (rgb / 255 - mean) / std",
         },
-        "outputs": outputs,
+        "outputs": output_spec(kind, k, (h, w)),
         "codec": codec,
         "preprocess": pre,
+        "description": desc.to_dict(),
     }
     return {PREFIX + k: (json.dumps(v) if k in _JSON_KEYS else str(v)) for k, v in meta.items()}
 
@@ -173,3 +173,44 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     except Exception as e:  # noqa: BLE001 - protobuf errors vary
         raise CheckpointError(f"{path}: not a readable ONNX file ({e})") from None
     return parse_metadata({p.key: p.value for p in model.metadata_props}, str(path))
+
+
+def description_from_metadata(meta: dict[str, Any], source: str = "<onnx>") -> ModelDescription:
+    """The model description of parsed metadata; files exported before descriptions existed
+    are described from their keys (a fixed-shape bottom-up export letterboxes into its size,
+    a dynamic one uses the HigherHRNet short-side resize)."""
+    if isinstance(meta.get("description"), dict):
+        return ModelDescription.from_dict(meta["description"], source)
+    try:
+        kind, k = str(meta["kind"]), int(meta["num_keypoints"])
+        codec = dict(meta.get("codec") or {})
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{source}: incomplete fusepose metadata ({e})") from None
+    skel = SKELETONS.get(str(meta.get("skeleton") or ""))
+    if skel is None or skel.num_keypoints != k:
+        names = meta.get("keypoint_names") or [f"kpt{i}" for i in range(k)]
+        flip = meta.get("flip_index") or list(range(k))
+        pairs = sorted({tuple(sorted((i, int(j)))) for i, j in enumerate(flip) if i != int(j)})
+        skel = Skeleton(str(meta.get("skeleton") or "custom"), tuple(names), tuple(pairs), (),
+                        (0.05,) * k)  # fmt: skip
+    size = meta.get("input_size") or []
+    shape = (meta.get("input") or {}).get("shape") or []
+    fixed = len(shape) == 4 and all(isinstance(v, int) for v in shape[2:])
+    if kind == "top_down":
+        geometry = InputGeometry("crop", tuple(size or shape[2:]))
+    elif fixed:
+        geometry = InputGeometry("letterbox", (shape[2], shape[3]))
+    else:
+        geometry = InputGeometry.short_side(int(min(size or (512,))))
+    kwargs = {key: v for key, v in (codec.get("kwargs") or {}).items()
+              if key not in ("num_keypoints", "flip_index", "input_size", "heatmap_size")}  # fmt: skip
+    return ModelDescription(
+        model=str(meta.get("model_name") or ""), kind=kind, num_keypoints=k, skeleton=skel,
+        geometry=geometry, codec={"type": codec.get("type", ""), "kwargs": kwargs},
+        test=TestSettings(nms_thr=TOP_DOWN_NMS_THR if kind == "top_down" else None),
+    )  # fmt: skip
+
+
+def read_description(path: str | Path) -> ModelDescription:
+    """The :class:`~fusepose.description.ModelDescription` of an exported ONNX file."""
+    return description_from_metadata(read_metadata(path), str(path))

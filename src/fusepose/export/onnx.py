@@ -25,7 +25,7 @@ def export_onnx(
     path: str | Path,
     input_shape: Sequence[int],
     opset: int = 17,
-    dynamic: bool = False,
+    dynamic: bool | str = False,
     output_names: Sequence[str] | None = None,
     *,
     input_name: str = "input",
@@ -34,8 +34,9 @@ def export_onnx(
     """Export ``model`` (eval mode) to ``path`` and check the file with ``onnx.checker``.
 
     input_shape: (B, 3, H, W) of the traced input (random normal, on the model's device).
-    dynamic: make the batch, height and width axes of the input (and of every output)
-        dynamic, named ``B``, ``H``, ``W`` (outputs: ``B``, ``<name>_H``, ``<name>_W``).
+    dynamic: True makes the batch, height and width axes of the input (and of every output)
+        dynamic, named ``B``, ``H``, ``W`` (outputs: ``B``, ``<name>_H``, ``<name>_W``);
+        ``"batch"`` makes the batch axis alone dynamic.
     output_names: one name per returned tensor (e.g. ``["out_q", "out_h"]``).
     dynamo: use the torch.export-based exporter instead of the TorchScript one.
     Returns the path written. The model's train/eval mode is restored afterwards.
@@ -59,8 +60,9 @@ def export_onnx(
             if dynamo:
                 kwargs = {}
                 if dynamic:
-                    dims = {0: torch.export.Dim("B"), 2: torch.export.Dim("H"),
-                            3: torch.export.Dim("W")}  # fmt: skip
+                    dims = {0: torch.export.Dim("B")}
+                    if dynamic is True:
+                        dims.update({2: torch.export.Dim("H"), 3: torch.export.Dim("W")})
                     kwargs["dynamic_shapes"] = (dims,)
                 torch.onnx.export(
                     model, (dummy,), str(path), opset_version=opset, dynamo=True,
@@ -69,9 +71,10 @@ def export_onnx(
             else:
                 axes = None
                 if dynamic:
-                    axes = {input_name: {0: "B", 2: "H", 3: "W"}}
+                    hw = dynamic is True
+                    axes = {input_name: {0: "B", 2: "H", 3: "W"} if hw else {0: "B"}}
                     for n in names or []:
-                        axes[n] = {0: "B", 2: f"{n}_H", 3: f"{n}_W"}
+                        axes[n] = {0: "B", 2: f"{n}_H", 3: f"{n}_W"} if hw else {0: "B"}
                 torch.onnx.export(
                     model, (dummy,), str(path), opset_version=opset, dynamo=False,
                     input_names=[input_name], output_names=names, dynamic_axes=axes,

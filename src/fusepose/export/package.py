@@ -1,9 +1,11 @@
 """Export a fusepose model as a self-describing ONNX file and check it against PyTorch.
 
-``export_model`` exports the network only (no pre- or post-processing), through
-:func:`fusepose.export.onnx.export_onnx`, then writes the decoding metadata
-(:mod:`fusepose.export.metadata`) so ``OnnxRunner`` / ``Predictor(backend="onnx")`` (or any
-user) can decode the outputs. ``compare_onnx`` runs both runtimes on one random input.
+``export_model`` exports the network only (no pre- or post-processing) in the deployed layout
+(:class:`~fusepose.models.deploy.InferenceWrapper`), through
+:func:`fusepose.export.onnx.export_onnx`, then writes the metadata
+(:mod:`fusepose.export.metadata`): the model's :class:`~fusepose.description.ModelDescription`
+and the decoding keys, so ``Predictor(backend="onnx")`` (or any user) runs and decodes it the
+way the checkpoint was validated. ``compare_onnx`` runs both runtimes on the same inputs.
 """
 
 from __future__ import annotations
@@ -16,34 +18,36 @@ import numpy as np
 import torch
 from torch import nn
 
-from fusepose.export.metadata import build_metadata, output_spec, write_metadata
+from fusepose.codecs.pipelines import build_codec
+from fusepose.description import ModelDescription, default_description_for
+from fusepose.errors import ConfigError
+from fusepose.export.metadata import build_metadata, write_metadata
+from fusepose.export.onnx import export_onnx
+from fusepose.files import json_safe
+from fusepose.geometry import InputGeometry
+from fusepose.models.deploy import InferenceWrapper, output_names
 
 logger = logging.getLogger(__name__)
 
-
-class ExportWrapper(nn.Module):
-    """Fixes the exported outputs: bottom-up ``(out_q, out_h)``; top-down final heatmaps only."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.kind = model.info.kind
-
-    def forward(self, x: torch.Tensor):
-        out = self.model(x)
-        if self.kind == "bottom_up":
-            return out[0], out[1]
-        return out[-1] if isinstance(out, list | tuple) else out
+ExportWrapper = InferenceWrapper  # the name used before the wrapper moved to fusepose.models
 
 
-def output_names_for(kind: str) -> list[str]:
-    return ["out_q", "out_h"] if kind == "bottom_up" else ["heatmaps"]
+def default_dynamic(desc: ModelDescription) -> bool | str:
+    """What varies between inputs of a model: the short-side resize gives every image its own
+    H x W (dynamic axes), letterbox and crop inputs are fixed (top-down: the batch of crops)."""
+    if desc.geometry.mode == "short_side":
+        return True
+    return "batch" if desc.kind == "top_down" else False
 
 
-def default_export_size(model: nn.Module) -> tuple[int, int]:
-    """(H, W) used when none is given: the paper's input size of the model."""
-    h, w = model.info.input_size
-    return int(h), int(w)
+def _codec_spec(desc: ModelDescription) -> dict[str, Any]:
+    """The full codec arguments (for readers of the ONNX file without fusepose)."""
+    codec = build_codec(desc.codec, num_keypoints=desc.num_keypoints,
+                        flip_index=desc.flip_index, input_size=desc.geometry.size)  # fmt: skip
+    kwargs = {k: v for k, v in vars(codec).items() if not k.startswith("_")}
+    rename = {"do_adjust": "adjust", "do_refine": "refine"}
+    kwargs = {rename.get(k, k): v for k, v in kwargs.items()}
+    return {"type": desc.codec["type"], "kwargs": json_safe(kwargs)}
 
 
 def export_model(
@@ -51,61 +55,47 @@ def export_model(
     path: str | Path,
     input_hw: tuple[int, int] | None = None,
     *,
+    desc: ModelDescription | None = None,
     opset: int = 17,
-    dynamic: bool = False,
+    dynamic: bool | str = False,
     batch: int = 1,
-    codec: dict[str, Any] | None = None,
-    skeleton: Any = None,
 ) -> dict[str, str]:
-    """Export ``model`` (with ``.info``) to ``path`` and write the metadata; returns it.
+    """Export ``model`` (with ``.info``) to ``path`` and write its metadata; returns it.
 
-    input_hw: (H, W) of the traced input (default the model's ``info.input_size``); with
-    ``dynamic`` the batch, height and width axes are dynamic.
-    codec: ``{"type", "kwargs"}`` of the decoder (default: the Predictor's choice for this
-    model and size).
+    desc: the model's description (a checkpoint's, from ``fusepose.modelfile.load_model``);
+        default: the registered defaults of ``model.info``.
+    input_hw: (H, W) of the traced input (default: the description's input size).
+    dynamic: True = dynamic batch, height and width; ``"batch"`` = dynamic batch only;
+        False = fixed batch and size (a bottom-up file then letterboxes images into it).
+        ``fusepose export`` chooses :func:`default_dynamic` of the description.
     """
-    from fusepose.export.onnx import export_onnx
-    from fusepose.skeletons import get_skeleton
-
     info = model.info
-    h, w = input_hw or default_export_size(model)
+    if desc is None:
+        desc = default_description_for(info, num_keypoints=info.num_keypoints)
+    if desc.model != info.name:
+        raise ConfigError(f"description of {desc.model!r} given for model {info.name!r}")
+    h, w = input_hw or desc.geometry.size
     if info.kind == "bottom_up" and (h % 32 or w % 32):
-        raise ValueError(f"bottom-up input {h}x{w}: H and W must be multiples of 32")
+        raise ConfigError(f"bottom-up input {h}x{w}: H and W must be multiples of 32")
+    if dynamic is not True and (desc.geometry.size != (h, w) or not desc.geometry.fixed):
+        # a fixed-shape file runs at its own size (bottom-up: letterboxed into it)
+        if desc.geometry.mode == "short_side":
+            logger.info("%s: fixed %dx%d export, so images are letterboxed into it (the "
+                        "short-side resize needs --dynamic)", info.name, h, w)  # fmt: skip
+        desc = desc.replace(geometry=InputGeometry.fixed_for(desc.kind, (h, w)))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    wrapper = ExportWrapper(model).eval()
-    names = output_names_for(info.kind)
-    export_onnx(wrapper, path, (batch, 3, h, w), opset=opset, dynamic=dynamic, output_names=names)
-    input_name = _graph_input_name(path)
-
-    if skeleton is None:
-        try:
-            skeleton = get_skeleton(info.dataset)
-        except Exception:  # noqa: BLE001 - unknown dataset name
-            skeleton = None
-        if skeleton is not None and skeleton.num_keypoints != info.num_keypoints:
-            skeleton = None
-    k = int(info.num_keypoints)
-    flip_index = list(skeleton.flip_index) if skeleton is not None else list(range(k))
-    if codec is None:
-        codec = default_codec_spec(info.kind, k, (h, w), flip_index)
-    in_shape: list[Any] = ["B", 3, "H", "W"] if dynamic else [batch, 3, h, w]
-    props = build_metadata(
-        model_name=info.name,
-        kind=info.kind,
-        num_keypoints=k,
-        input_name=input_name,
-        input_shape=in_shape,
-        outputs=output_spec(info.kind, k, ("H", "W") if dynamic else (h, w)),
-        codec=codec,
-        skeleton_name=skeleton.name if skeleton is not None else None,
-        keypoint_names=list(skeleton.keypoints) if skeleton is not None else None,
-        flip_index=flip_index,
-        input_size=[h, w] if not dynamic or info.kind == "top_down" else list(info.input_size),
-    )
+    names = output_names(info.kind)
+    export_onnx(InferenceWrapper(model).eval(), path, (batch, 3, h, w), opset=opset,
+                dynamic=dynamic, output_names=names)  # fmt: skip
+    in_shape: list[Any] = [
+        "B" if dynamic else batch, 3, "H" if dynamic is True else h, "W" if dynamic is True else w
+    ]
+    props = build_metadata(desc, input_name=_graph_input_name(path), input_shape=in_shape,
+                           codec=_codec_spec(desc))  # fmt: skip
     write_metadata(path, props)
     logger.info("exported %s to %s (%s, opset %d)", info.name, path,
-                "dynamic" if dynamic else f"{h}x{w}", opset)  # fmt: skip
+                "dynamic" if dynamic is True else f"{h}x{w}", opset)  # fmt: skip
     return props
 
 
@@ -117,26 +107,6 @@ def _graph_input_name(path: Path) -> str:
     return next(i.name for i in graph.input if i.name not in inits)
 
 
-def default_codec_spec(
-    kind: str, num_keypoints: int, input_hw: tuple[int, int], flip_index: list[int]
-) -> dict[str, Any]:
-    """The codec a fusepose Predictor uses for this model kind and input size."""
-    h, w = input_hw
-    if kind == "bottom_up":
-        return {
-            "type": "AssociativeEmbeddingCodec",
-            "kwargs": {
-                "num_keypoints": num_keypoints,
-                "input_size": int(min(h, w)),
-                "flip_index": flip_index,
-            },
-        }
-    return {
-        "type": "TopDownHeatmapCodec",
-        "kwargs": {"input_size": [h, w], "heatmap_size": [h // 4, w // 4]},
-    }
-
-
 def compare_onnx(
     model: nn.Module,
     path: str | Path,
@@ -144,24 +114,38 @@ def compare_onnx(
     batch: int = 1,
     seed: int = 0,
     num_threads: int | None = None,
-) -> float:
-    """Max abs difference over all outputs between onnxruntime and PyTorch on one random
-    normal input ``(batch, 3, H, W)``."""
+    inputs: list[np.ndarray] | None = None,
+) -> dict[str, float]:
+    """ONNX Runtime against PyTorch on the same inputs: the largest absolute difference over
+    all outputs, the same relative to the outputs' magnitude, and the outputs' spread.
+
+    inputs: ``(B, 3, H, W)`` float32 network inputs (default one random normal input). Returns
+    ``{"max_abs", "max_rel", "ref_std", "ref_max_abs"}``; ``max_rel = max_abs / max |ref|``.
+    """
     from fusepose.export.runtime import OnnxRunner
 
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, 3, *input_hw, generator=g)
-    wrapper = ExportWrapper(model).eval()
-    with torch.inference_mode():
-        ref = wrapper(x.to(next(model.parameters()).device))
-    ref = [ref] if isinstance(ref, torch.Tensor) else list(ref)
-    got = OnnxRunner(path, num_threads=num_threads)(x.numpy())
-    if len(got) != len(ref):
-        raise ValueError(f"{path}: {len(got)} outputs, PyTorch gives {len(ref)}")
-    diff = 0.0
-    for r, o in zip(ref, got, strict=True):
-        r = r.float().cpu().numpy()
-        if r.shape != o.shape:
-            raise ValueError(f"{path}: output shape {o.shape} != PyTorch {r.shape}")
-        diff = max(diff, float(np.max(np.abs(r - o))))
-    return diff
+    if inputs is None:
+        g = torch.Generator().manual_seed(seed)
+        inputs = [torch.randn(batch, 3, *input_hw, generator=g).numpy()]
+    wrapper = InferenceWrapper(model).eval()
+    device = next(model.parameters()).device
+    runner = OnnxRunner(path, num_threads=num_threads)
+    max_abs, ref_max, ref_std = 0.0, 0.0, 0.0
+    for x in inputs:
+        with torch.inference_mode():
+            ref = [r.float().cpu().numpy() for r in wrapper(torch.from_numpy(x).to(device))]
+        got = runner(x)
+        if len(got) != len(ref):
+            raise ConfigError(f"{path}: {len(got)} outputs, PyTorch gives {len(ref)}")
+        for r, o in zip(ref, got, strict=True):
+            if r.shape != o.shape:
+                raise ConfigError(f"{path}: output shape {o.shape} != PyTorch {r.shape}")
+            max_abs = max(max_abs, float(np.max(np.abs(r - o))))
+            ref_max = max(ref_max, float(np.max(np.abs(r))))
+            ref_std = max(ref_std, float(np.std(r)))
+    return {
+        "max_abs": max_abs,
+        "max_rel": max_abs / ref_max if ref_max > 0 else float("inf"),
+        "ref_std": ref_std,
+        "ref_max_abs": ref_max,
+    }

@@ -1,15 +1,25 @@
-"""Inference: the Predictor and its sources (image / folder / video / webcam)."""
+"""Inference: the Predictor, its sources (image / folder / video / webcam), person boxes, and
+the one loop over a COCO-format dataset."""
 
-from fusepose.inference.predictor import ImageIds, Predictor, load_detections, oks_nms
-from fusepose.inference.sources import Frame, SourceError, iter_frames, read_image
+from fusepose.data.coco_index import load_detections
+from fusepose.data.io import read_image
+from fusepose.errors import SourceError
+from fusepose.evaluation.nms import oks_nms
+from fusepose.inference.boxes import DetectionBoxes, ImageIds
+from fusepose.inference.dataset import evaluate_dataset, predict_dataset
+from fusepose.inference.predictor import Predictor
+from fusepose.inference.sources import Frame, iter_frames
 
 __all__ = [
+    "DetectionBoxes",
     "Frame",
     "ImageIds",
     "Predictor",
     "SourceError",
+    "evaluate_dataset",
     "iter_frames",
     "load_detections",
     "oks_nms",
+    "predict_dataset",
     "read_image",
 ]

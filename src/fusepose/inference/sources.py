@@ -15,7 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fusepose.errors import SourceError
+from fusepose.data.io import read_image
+from fusepose.errors import FusePoseError, SourceError
 
 logger = logging.getLogger(__name__)
 
@@ -37,19 +38,6 @@ class Frame:
     name: str
     index: int
     path: Path | None = None
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as (H, W, 3) uint8 BGR; SourceError if missing or undecodable."""
-    path = Path(path)
-    if not path.is_file():
-        raise SourceError(f"{path}: image file not found")
-    # np.fromfile + imdecode also handles non-ASCII paths, which cv2.imread does not on Windows.
-    data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if img is None:
-        raise SourceError(f"{path}: not a readable image (OpenCV could not decode it)")
-    return img
 
 
 def check_image_array(image: np.ndarray, name: str = "<array>") -> np.ndarray:
@@ -150,23 +138,39 @@ class VideoSource:
         self.cap.release()
 
 
-def iter_frames(source: object) -> Iterator[Frame]:
+def iter_frames(source: object, skipped: list[dict] | None = None) -> Iterator[Frame]:
     """Frames from any supported source.
 
     Not a generator itself: the source is checked (and a video / webcam opened) at call time,
     so a bad source raises SourceError here rather than on the first ``next()``.
+    ``skipped``: for a folder, unreadable images are skipped with a warning and recorded here
+    as ``{"file", "error"}`` (without it, the first one raises).
     """
     kind = source_kind(source)
     if kind == "array":
         return iter([Frame(check_image_array(source), "<array>", 0, None)])  # type: ignore[arg-type]
     if kind == "image":
-        return iter([Frame(read_image(source), str(source), 0, Path(source))])  # type: ignore[arg-type]
+        img = read_image(source, apply_exif=True)  # type: ignore[arg-type]
+        return iter([Frame(img, str(source), 0, Path(source))])  # type: ignore[arg-type]
     if kind == "folder":
         files = list_images(source)  # type: ignore[arg-type]
         if not files:
             raise SourceError(f"{source}: folder contains no images ({', '.join(IMAGE_SUFFIXES)})")
-        return (Frame(read_image(f), str(f), i, f) for i, f in enumerate(files))
+        return _folder_frames(files, skipped)
     return iter(VideoSource(source))  # type: ignore[arg-type]
+
+
+def _folder_frames(files: list[Path], skipped: list[dict] | None) -> Iterator[Frame]:
+    for i, f in enumerate(files):
+        try:
+            img = read_image(f, apply_exif=True)
+        except FusePoseError as e:
+            if skipped is None:
+                raise
+            logger.warning("skipping %s", e)
+            skipped.append({"file": f.name, "error": str(e)})
+            continue
+        yield Frame(img, str(f), i, f)
 
 
 def count_frames(source: object) -> int | None:

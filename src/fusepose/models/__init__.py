@@ -1,4 +1,7 @@
-"""Pose networks (torch only). Build them by name with ``fusepose.registry.create_model``."""
+"""Pose networks (torch only). Build them by name with :func:`create_model`.
+
+Importing this package fills the registry (``fusepose.models.zoo`` registers every entry).
+"""
 
 from __future__ import annotations
 
@@ -6,18 +9,28 @@ from collections.abc import Iterator
 
 from torch import nn
 
+from fusepose.models import zoo  # noqa: F401  (registers the models)
+from fusepose.models.blocks.attention import CBAM
+from fusepose.models.blocks.hsa import HSA
+from fusepose.models.deploy import InferenceWrapper, output_names
+from fusepose.models.registry import (
+    ModelInfo,
+    create_model,
+    get_model_info,
+    list_models,
+    register_model,
+)
 
-def _attention_types() -> tuple[type, ...]:
-    from .blocks.attention import CBAM
-
-    types: list[type] = [CBAM]
-    try:  # HSA lives in another module that may not exist in every checkout
-        from .blocks.hsa import HSA
-    except ImportError:
-        pass
-    else:
-        types.append(HSA)
-    return tuple(types)
+__all__ = [
+    "InferenceWrapper",
+    "ModelInfo",
+    "attention_modules",
+    "create_model",
+    "get_model_info",
+    "list_models",
+    "output_names",
+    "register_model",
+]
 
 
 def attention_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
@@ -26,10 +39,6 @@ def attention_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
     Set ``module.record_maps = True`` to make each forward store detached maps in
     ``module.last_maps`` (docs/design.md, Models).
     """
-    types = _attention_types()
     for name, module in model.named_modules():
-        if isinstance(module, types):
+        if isinstance(module, CBAM | HSA):
             yield name, module
-
-
-__all__ = ["attention_modules"]

@@ -7,7 +7,7 @@ Top-down entries return a tuple of heatmaps ``(B, K, H/4, W/4)``, intermediate f
 
 from __future__ import annotations
 
-from fusepose.registry import register_model
+from fusepose.models.registry import register_model
 
 # ---------------------------------------------------------------- bottom-up (HigherHRNet family)
 

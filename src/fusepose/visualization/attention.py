@@ -13,21 +13,13 @@ from typing import Any
 import cv2
 import numpy as np
 
+from fusepose.models import attention_modules
 from fusepose.visualization.heatmaps import _label, overlay
 
 
 def iter_attention_modules(model: Any) -> Iterator[tuple[str, Any]]:
-    """``(qualified_name, module)`` for every module following the record_maps contract."""
-    try:
-        from fusepose.models import attention_modules
-    except ImportError:
-        attention_modules = None
-    if attention_modules is not None:
-        yield from attention_modules(model)
-        return
-    for name, mod in model.named_modules():
-        if hasattr(mod, "record_maps") and hasattr(mod, "last_maps"):
-            yield name, mod
+    """``(qualified_name, module)`` for every CBAM / HSA module (the record_maps contract)."""
+    yield from attention_modules(model)
 
 
 def record_attention(model: Any, x: Any) -> dict[str, dict[str, np.ndarray]]:

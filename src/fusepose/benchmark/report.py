@@ -1,0 +1,126 @@
+"""The performance report: markdown tables from a ``run_perf`` result, and the files."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fusepose.files import write_json_atomic, write_text_atomic
+
+__all__ = ["to_markdown", "write_outputs"]
+
+
+def _f(v: Any, nd: int = 1) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.{nd}f}" if isinstance(v, float) else str(v)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return out
+
+
+def _x(a: Any, b: Any = None) -> str:
+    """``"1.23x"`` or ``"1.23x / 4.56x"``; ``"-"`` when missing."""
+    if a is None:
+        return "-"
+    return f"{a:.2f}x" if b is None else f"{a:.2f}x / {b:.2f}x"
+
+
+def to_markdown(res: dict[str, Any]) -> str:
+    """The README table plus the extra sections, as markdown."""
+    m, cfg = res["machine"], res["config"]
+    crops = max((r["people"] for r in res["rows"] if r["kind"] == "top_down"), default=0)
+    lines = [
+        f"Machine: {m['cpu']} ({', '.join(m['isa'])}), {m['logical_cpus']} logical CPUs; "
+        f"{cfg['threads']} threads, batch 1, fp32 unless stated; Python {m['python']}, "
+        f"torch {m['torch']}, onnxruntime {m['onnxruntime']}, numpy {m['numpy']}, "
+        f"OpenCV {m['opencv']}. Image {Path(res['image']).name} "
+        f"({res['image_size'][1]}x{res['image_size'][0]}), decode on {res['decode_maps']}; "
+        f"medians of {cfg['runs']} interleaved runs, {res['date_utc']} UTC.",
+        "",
+    ]
+    header = ["model", "backend", "params (M)", "GMACs", "input", "preprocess ms", "network ms",
+              "decode ms", "total ms", "fps",
+              f"speed-up vs {cfg['baseline']} (total / network)"]  # fmt: skip
+    rows = []
+    for r in res["rows"]:
+        be = r["backend"] + ("" if r["precision"] == "fp32" else f" {r['precision']}")
+        rows.append([
+            r["model"], be, f"{r['params_m']:.2f}", f"{r['gmacs']:.2f}",
+            f"{r['input_size'][0]}x{r['input_size'][1]}", f"{r['preprocess_ms']:.1f}",
+            f"{r['network_ms']:.1f}", f"{r['decode_ms']:.1f}", f"{r['total_ms']:.1f}",
+            f"{r['fps']:.2f}", _x(r["speedup_total"], r["speedup_network"]),
+        ])  # fmt: skip
+    lines += _table(header, rows)
+    lines += [
+        "",
+        "GMACs: true conv MACs (transposed conv on its input grid); top-down rows run "
+        f"one crop per person ({crops} crops); speed-ups against the same backend.",
+    ]
+    if res.get("ratios"):
+        rows = [[name, _x(d.get("torch_over_onnx_network")),
+                 _x(d.get("compiled_over_onnx_network")),
+                 _x(d.get("int8_speedup_network"), d.get("int8_speedup_total")),
+                 _f(d.get("decode_over_network"), 3)]
+                for name, d in res["ratios"].items()]  # fmt: skip
+        lines += [""] + _table(
+            ["model", "eager / ORT (network)", "torch.compile / ORT (network)",
+             "INT8 speed-up (network / total)", "decode / network (ORT, flip off)"],
+            rows)  # fmt: skip
+    if res.get("flip"):
+        rows = [[name, k, f"{v['network_ms']:.1f}", f"{v['decode_ms']:.1f}",
+                 f"{v['decode_over_network']:.3f}", v["people"]]
+                for name, d in res["flip"].items() for k, v in d.items()]  # fmt: skip
+        lines += [""] + _table(
+            ["model", "flip", "network ms", "decode ms", "decode / network", "people"], rows
+        )
+    if res.get("threads"):
+        keys = [k for k in next(iter(res["threads"].values())) if k.endswith("_ms")]
+        rows = [[name, *(f"{d[k]:.1f}" for k in keys), _x(d.get("scaling"))]
+                for name, d in res["threads"].items()]  # fmt: skip
+        head = ["model (ORT network)", *(k.replace("_threads_ms", " thread(s) ms") for k in keys)]
+        lines += [""] + _table([*head, "scaling"], rows)
+    for name, d in (res.get("int8") or {}).items():
+        if d["joints"]:
+            change = (f"mean keypoint change vs fp32 {_f(d['mean_px'], 2)} px over {d['joints']} "
+                      f"joints, max relative raw-output change {d['max_rel_output_change']}")  # fmt: skip
+        else:
+            change = "keypoint change not measurable with random weights (no confident joints)"
+        lines += ["", f"INT8 {name} ({d['weights']} weights): {change}; calibration "
+                  f"{d['calibration']}."]  # fmt: skip
+    if res.get("int8_checkpoint"):
+        d = res["int8_checkpoint"]
+        if d.get("resize") == "letterbox":
+            geom = f"letterboxed {d['input_size'][0]}x{d['input_size'][1]}"
+        else:
+            geom = f"short side {d['input_size'][0]}"
+        lines += ["", f"INT8 on a trained checkpoint ({Path(d['checkpoint']).name}, "
+                  f"{geom}, the 4 COCO samples): AP eager fp32 "
+                  f"{d['AP_torch_fp32']:.3f}, ONNX fp32 {d['AP_onnx_fp32']:.3f}, ONNX INT8 "
+                  f"{d['AP_onnx_int8']:.3f}; keypoints INT8 vs fp32 mean {_f(d['int8_mean_px'], 2)}"
+                  f" px (median {_f(d.get('int8_median_px'), 2)} px, "
+                  f"{_f(d.get('int8_share_over_10px'), 3)} of the joints moved > 10 px), max "
+                  f"{d['int8_max_px']:.2f} px over {d['joints']} joints."]  # fmt: skip
+    if res.get("peak"):
+        p = res["peak"]
+        rates = ", ".join(f"{k} {v} GMAC/s" for k, v in p["rates_gmac_s"].items())
+        rows = [[name, f"{d['dense_gmacs']:.3f}", f"{d['depthwise_gmacs']:.3f}",
+                 f"{d['limit_ms']:.1f}", _f(d.get("network_ms")), _x(d.get("over_limit"))]
+                for name, d in p["models"].items()]  # fmt: skip
+        lines += ["", f"Peak rates ({p['threads']} threads, ORT): {rates}.", ""]
+        lines += _table(["model", "dense GMACs", "depthwise GMACs",
+                         "FLOP-bound limit ms (all MACs at peak)", "ORT network ms", "x limit"],
+                        rows)  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(res: dict[str, Any], json_path: str | None, md_path: str | None) -> None:
+    """Write the JSON and / or markdown files (parent folders created, atomically)."""
+    if json_path:
+        write_json_atomic(json_path, res, indent=2)
+    if md_path:
+        write_text_atomic(md_path, to_markdown(res))

@@ -1,0 +1,57 @@
+"""Validation during training: the same predictor and dataset loop as ``fusepose eval``.
+
+The model runs through :class:`fusepose.inference.Predictor` with the run's
+:class:`~fusepose.description.ModelDescription` (the one its checkpoints carry), over
+:func:`fusepose.inference.dataset.evaluate_dataset`, so the AP a checkpoint records is the AP
+``fusepose eval --model ... --weights CKPT`` reproduces.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch import nn
+
+from fusepose.description import ModelDescription
+from fusepose.engine.config import Config, config_to_dict
+from fusepose.errors import ConfigError
+from fusepose.evaluation import COCO_KEYS
+from fusepose.inference.dataset import evaluate_dataset
+from fusepose.inference.predictor import Predictor
+from fusepose.modelfile import description_from_config
+
+log = logging.getLogger(__name__)
+
+__all__ = ["evaluate_model", "run_description"]
+
+
+def run_description(cfg: Config) -> ModelDescription:
+    """The description of the model a config trains (geometry, codec, test settings)."""
+    return description_from_config(config_to_dict(cfg))
+
+
+def evaluate_model(
+    model: nn.Module,
+    cfg: Config,
+    device: torch.device | str,
+    desc: ModelDescription | None = None,
+) -> dict[str, float]:
+    """COCO OKS AP/AR of ``model`` on ``cfg.data.val_ann`` (top-down: ``data.det_file`` boxes
+    when given, else the GT boxes)."""
+    d = cfg.data
+    if d.dataset != "coco":
+        raise ConfigError(
+            f"eval.interval: validation during training scores COCO-format data only, not "
+            f"{d.dataset!r}; set eval.interval=0 and score checkpoints with `fusepose eval`"
+        )
+    desc = desc or run_description(cfg)
+    predictor = Predictor(model, device=str(device), description=desc, det_file=d.det_file)
+    metrics: dict[str, Any] = evaluate_dataset(
+        predictor, d.val_ann, d.val_images, boxes="auto", max_images=d.max_val_images,
+        backend=cfg.eval.backend,
+    )  # fmt: skip
+    if not metrics["results"]:
+        log.warning("validation: the model found no people; AP = 0")
+    return {k: float(metrics[k]) for k in COCO_KEYS}

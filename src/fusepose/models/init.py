@@ -1,0 +1,105 @@
+"""Weight initialisation: He init for training from scratch, and random weights that
+behave like trained ones (for benchmarks and export checks)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+__all__ = ["calibrate_batchnorm", "init_from_scratch", "random_inference_weights"]
+
+# The modules holding the prediction convs: bottom-up ``head.final_layers``, top-down ``heads``.
+PREDICTION_LAYERS = ("final_layer", "final_layers", "heads")
+
+
+def _final_convs(model: nn.Module) -> list[nn.Module]:
+    """The convolutions that output heatmaps / tags."""
+    out: list[nn.Module] = []
+    for name, mod in model.named_modules():
+        if name.rsplit(".", 1)[-1] in PREDICTION_LAYERS:
+            out += [m for m in mod.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)]
+    return out
+
+
+def init_from_scratch(model: nn.Module, output_std: float | None = 0.001) -> None:
+    """Re-initialise ``model`` for training from random weights.
+
+    Hidden convolutions get He (Kaiming) normal init, fan-out, ReLU gain, zero bias; norms
+    weight 1, bias 0. The prediction convs (:data:`PREDICTION_LAYERS`) keep the official N(0,
+    ``output_std``) so the first heatmaps are ~0. The official N(0, 0.001) everywhere suits
+    fine-tuning from ImageNet weights; from scratch it leaves the Ghost / attention blocks
+    with activations shrinking layer after layer, and the tag maps nearly constant, where the
+    push term of the AE loss has no gradient. ``output_std=None``: He init on the prediction
+    convs too (random weights whose outputs vary, for benchmarks and export checks).
+    """
+    finals = {id(m) for m in _final_convs(model)}
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            if id(m) in finals and output_std is not None:
+                nn.init.normal_(m.weight, std=output_std)
+            else:
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm)):
+            if m.weight is not None:
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+
+@torch.no_grad()
+def calibrate_batchnorm(model: nn.Module, inputs: Iterable[torch.Tensor]) -> int:
+    """Set every BatchNorm's running mean / variance to the statistics of ``inputs``
+    (``(B, 3, H, W)`` network inputs), as a short pass in train mode with cumulative averaging
+    would; weights are untouched and the model is left in eval mode. Returns the BN count."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, m.training) for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average over the calibration batches
+    model.eval()
+    for m in bns:
+        m.train()
+    try:
+        for x in inputs:
+            model(x)
+    finally:
+        for m, (momentum, _) in zip(bns, saved, strict=True):
+            m.momentum = momentum
+        model.eval()
+    return len(bns)
+
+
+@torch.no_grad()
+def random_inference_weights(model: nn.Module, inputs: Iterable[torch.Tensor], seed: int = 0
+                             ) -> nn.Module:  # fmt: skip
+    """Non-degenerate random weights: He init everywhere (prediction convs included), BN
+    statistics calibrated on ``inputs``, and each prediction conv scaled so that its largest
+    output on ``inputs`` is 1 (the range of trained heatmaps). With the official N(0, 0.001)
+    init the outputs of a deep pose net are all but zero (L-MFNet exactly 0.0), which no export
+    check or decode timing can use. In place; returns the model in eval mode."""
+    inputs = list(inputs)
+    torch.manual_seed(seed)
+    init_from_scratch(model, output_std=None)
+    calibrate_batchnorm(model, inputs)
+    peaks: dict[int, float] = {}
+
+    def hook(mod: nn.Module, _inp: object, out: torch.Tensor) -> None:
+        peaks[id(mod)] = max(peaks.get(id(mod), 0.0), float(out.detach().abs().max()))
+
+    finals = _final_convs(model)
+    handles = [m.register_forward_hook(hook) for m in finals]
+    try:
+        for x in inputs:
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    for m in finals:
+        scale = 1.0 / max(peaks.get(id(m), 1.0), 1e-12)
+        m.weight.mul_(scale)
+        if m.bias is not None:
+            m.bias.mul_(scale)
+    return model.eval()
