@@ -1,5 +1,5 @@
-"""Writing output files atomically: a crash or a full disk leaves the previous file (or none),
-never half of one."""
+"""Reading JSON with one-line errors, and writing output files atomically: a crash or a full
+disk leaves the previous file (or none), never half of one."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["json_safe", "write_json_atomic", "write_text_atomic"]
+from fusepose.errors import DataError
+
+__all__ = ["json_safe", "read_json", "write_json_atomic", "write_text_atomic"]
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
@@ -47,3 +49,24 @@ def json_safe(obj: Any) -> Any:
 def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = None) -> Path:
     """:func:`write_text_atomic` of ``json.dumps(json_safe(obj))``."""
     return write_text_atomic(path, json.dumps(json_safe(obj), indent=indent) + "\n")
+
+
+def read_json(path: str | Path, what: str = "annotation file") -> Any:
+    """Parse a JSON file; :class:`DataError` naming the file for I/O and syntax errors."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"{path}: {what} not found") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: {what} is not UTF-8 text (binary file?)") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read {what} ({e.strerror or e})") from None
+    if not text.strip():
+        raise DataError(f"{path}: {what} is empty")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(
+            f"{path}: malformed JSON in {what} at line {e.lineno} column {e.colno}: {e.msg}"
+        ) from None

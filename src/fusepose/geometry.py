@@ -27,7 +27,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from fusepose.errors import ConfigError
+from fusepose.errors import ConfigError, DataError
 
 __all__ = [
     "GEOMETRY_MODES",
@@ -137,7 +137,7 @@ def get_affine_matrix(
     sw, sh = np.broadcast_to(np.asarray(scale_wh, dtype=np.float64), (2,))
     out_w, out_h = float(output_size_wh[0]), float(output_size_wh[1])
     if not (sw > 0 and sh > 0 and out_w > 0 and out_h > 0):
-        raise ValueError(
+        raise DataError(
             f"get_affine_matrix needs positive sizes, got scale {scale_wh}, output {output_size_wh}"
         )
     src_c = np.asarray(center, dtype=np.float64) + np.asarray(shift, dtype=np.float64) * (sw, sh)
@@ -158,7 +158,7 @@ def letterbox_matrix(image_hw: Sequence[int], input_hw: Sequence[int]) -> np.nda
     h, w = float(image_hw[0]), float(image_hw[1])
     h_in, w_in = float(input_hw[0]), float(input_hw[1])
     if h <= 0 or w <= 0:
-        raise ValueError(f"letterbox needs a non-empty image, got size {h:g}x{w:g}")
+        raise DataError(f"letterbox needs a non-empty image, got size {h:g}x{w:g}")
     s = min(h_in / h, w_in / w)
     return np.array([[s, 0.0, (w_in - s * w) / 2.0], [0.0, s, (h_in - s * h) / 2.0]])
 
@@ -214,7 +214,7 @@ def bottom_up_center_scale(
     """
     h, w = int(image_hw[0]), int(image_hw[1])
     if h <= 0 or w <= 0:
-        raise ValueError(f"bottom_up_warp needs a non-empty image, got size {h}x{w}")
+        raise DataError(f"bottom_up_warp needs a non-empty image, got size {h}x{w}")
     m = int(multiple)
     center = np.array([int(w / 2.0 + 0.5), int(h / 2.0 + 0.5)], dtype=np.float64)
     min_input = int((min_scale * input_size + m - 1) // m * m)

@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
+from fusepose.cli.outputs import check_outputs
 from fusepose.errors import FusePoseError
 
 # verb -> (module, one-line help)
@@ -31,9 +33,23 @@ VERBS: dict[str, tuple[str, str]] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's error contract: one line on stderr, exit 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _debug_wanted(argv: list[str]) -> bool:
+    return "--debug" in argv or os.environ.get("FUSEPOSE_DEBUG", "") not in ("", "0")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fusepose", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="fusepose", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of errors (or set FUSEPOSE_DEBUG=1)")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for verb, (_module, help_text) in VERBS.items():
         sub.add_parser(verb, help=help_text, add_help=False)
@@ -41,15 +57,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``fusepose VERB ...``; user errors end as one line on stderr with exit 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
     top = build_parser()
     if not argv or argv[0] in {"-h", "--help"}:
         top.print_help()
         return 0
+    debug = _debug_wanted(argv)
+    argv = [a for a in argv if a != "--debug"]
     verbose = False
     while argv and argv[0] in {"-v", "--verbose"}:
         verbose = True
         argv.pop(0)
+    if not argv:
+        top.print_help()
+        return 0
     verb = argv[0]
     if verb not in VERBS:
         top.error(f"unknown verb {verb!r}; choose from {', '.join(VERBS)}")
@@ -58,17 +80,36 @@ def main(argv: list[str] | None = None) -> int:
     )
     module_name, help_text = VERBS[verb]
     module = importlib.import_module(f"fusepose.cli.{module_name}")
-    parser = argparse.ArgumentParser(prog=f"fusepose {verb}", description=help_text)
+    parser = _Parser(prog=f"fusepose {verb}", description=help_text)
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
     try:
+        check_outputs(args)  # every output path exists or can be made, before any work
         return int(module.run(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except FusePoseError as e:
-        print(f"fusepose {verb}: error: {e}", file=sys.stderr)
+        if debug:
+            raise
+        print(f"fusepose {verb}: error: {_one_line(e)}", file=sys.stderr)
         return 2
+    except OSError as e:  # a file the user named: unwritable, full disk, missing folder
+        if debug:
+            raise
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"fusepose {verb}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - a bug: one line here, the traceback with --debug
+        if debug:
+            raise
+        print(f"fusepose {verb}: internal error: {type(e).__name__}: {_one_line(e)} "
+              "(please report it; --debug shows the traceback)", file=sys.stderr)  # fmt: skip
+        return 1
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 if __name__ == "__main__":

@@ -26,7 +26,13 @@ from fusepose.cli.common import add_inference_arguments, add_model_arguments, bu
 from fusepose.errors import ConfigError
 from fusepose.files import write_json_atomic
 from fusepose.inference.boxes import ImageIds
-from fusepose.inference.sources import VideoSource, count_frames, iter_frames, source_kind
+from fusepose.inference.sources import (
+    VideoSource,
+    count_frames,
+    iter_frames,
+    list_images,
+    source_kind,
+)
 from fusepose.visualization.skeleton import draw_poses
 
 logger = logging.getLogger(__name__)
@@ -49,40 +55,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def check_output_file(path: str | None, flag: str) -> Path | None:
-    """Create the parent folder of an output file now and check it can be written, so a bad
-    path fails before any work is done."""
-    if not path:
-        return None
-    out = Path(path)
-    if out.is_dir():
-        raise ConfigError(f"{flag} {out}: is a folder, not a file")
-    check_output_dir(str(out.parent), flag)
-    return out
-
-
-def check_output_dir(path: str | None, flag: str) -> Path | None:
-    """Create an output folder now (or fail with one line) and check it is writable."""
-    if not path:
-        return None
-    out = Path(path)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".fusepose-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise ConfigError(f"{flag} {out}: cannot write there ({e.strerror or e})") from None
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     source = args.source
     kind = source_kind(source)  # SourceError for a missing path
-    json_out = check_output_file(args.save_json, "--save-json")
-    vis_dir = check_output_dir(args.save_vis, "--save-vis")
-    predictor = build_predictor(args)
+    json_out = Path(args.save_json) if args.save_json else None  # checked by cli.main
+    vis_dir = Path(args.save_vis) if args.save_vis else None
     ids = ImageIds(args.ann)
+    if kind in ("image", "folder"):
+        ids.check(list_images(source) if kind == "folder" else [Path(source)])
+    predictor = build_predictor(args)
     skipped: list[dict] = []
     frames = VideoSource(source) if kind in ("video", "webcam") else iter_frames(source, skipped)
     kpt_thr = predictor.description.test.kpt_thr
@@ -90,9 +71,10 @@ def run(args: argparse.Namespace) -> int:
     results: list[dict] = []
     total = count_frames(source) if kind != "webcam" else None
     show_bar = kind in ("folder", "video", "webcam") and not args.no_progress
-    people = 0
+    people = done = 0
     try:
         for i, frame in enumerate(tqdm(frames, total=total, disable=not show_bar, unit="img")):
+            done = i
             image_id = i if kind in ("video", "webcam") else ids(frame)
             res = predictor.predict_frame(frame, image_id=image_id)
             people += len(res)
@@ -114,15 +96,26 @@ def run(args: argparse.Namespace) -> int:
                 writer.write(drawn)
             else:
                 cv2.imwrite(str(vis_dir / (name or f"{i:06d}.jpg")), drawn)
+    except BaseException:  # interrupted or failed: keep the frames that were finished
+        if done:
+            logger.warning("stopped at frame %d: saving the %d finished frames", done, done)
+            _save(json_out, results, skipped)
+        raise
     finally:
         if writer is not None:
             writer.release()
-        if json_out is not None:
-            write_json_atomic(json_out, results)
-            logger.info("wrote %d results to %s", len(results), json_out)
-            if skipped:
-                side = json_out.with_suffix(".skipped.json")
-                write_json_atomic(side, skipped, indent=2)
-                logger.warning("%d unreadable images skipped: listed in %s", len(skipped), side)
+    _save(json_out, results, skipped)
     logger.info("%d people found", people)
     return 0
+
+
+def _save(json_out: Path | None, results: list[dict], skipped: list[dict]) -> None:
+    """Write the results (atomically) and the list of skipped unreadable images beside them."""
+    if json_out is None:
+        return
+    write_json_atomic(json_out, results)
+    logger.info("wrote %d results to %s", len(results), json_out)
+    if skipped:
+        side = json_out.with_suffix(".skipped.json")
+        write_json_atomic(side, skipped, indent=2)
+        logger.warning("%d unreadable images skipped: listed in %s", len(skipped), side)

@@ -43,8 +43,8 @@ import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from fusepose.codecs.heatmap import to_numpy
-from fusepose.errors import DataError
+from fusepose.codecs.heatmap import check_finite, to_numpy
+from fusepose.errors import ConfigError, DataError
 
 __all__ = [
     "AssociativeEmbeddingCodec",
@@ -82,7 +82,8 @@ def _as_chw(x, name: str) -> np.ndarray:
     if a.ndim == 4 and a.shape[0] == 1:
         a = a[0]
     if a.ndim != 3:
-        raise ValueError(f"{name}: expected (C, h, w) for one image, got {tuple(a.shape)}")
+        raise DataError(f"{name}: expected (C, h, w) for one image, got {tuple(a.shape)}")
+    check_finite(a, name)
     return a
 
 
@@ -118,14 +119,14 @@ def aggregate_outputs(
     K = num_keypoints
     q = _as_chw(out_q, "out_q")
     if q.shape[0] != 2 * K:
-        raise ValueError(f"out_q has {q.shape[0]} channels, expected 2K = {2 * K}")
+        raise DataError(f"out_q has {q.shape[0]} channels, expected 2K = {2 * K}")
 
     def one(q_chw: np.ndarray, h_chw) -> tuple[np.ndarray, np.ndarray]:
         if h_chw is None:
             return q_chw[:K], q_chw[K:]
         h_chw = _as_chw(h_chw, "out_h")
         if h_chw.shape[0] != K:
-            raise ValueError(f"out_h has {h_chw.shape[0]} channels, expected K = {K}")
+            raise DataError(f"out_h has {h_chw.shape[0]} channels, expected K = {K}")
         up = _resize(q_chw, h_chw.shape[1:])
         return (up[:K] + h_chw) * 0.5, up[K:]
 
@@ -133,7 +134,7 @@ def aggregate_outputs(
     tags = [tag]
     if flip_out_q is not None:
         if flip_index is None:
-            raise ValueError("flip outputs given without flip_index")
+            raise ConfigError("flip outputs given without flip_index")
         fq = _as_chw(flip_out_q, "flip_out_q")
         fh = None if flip_out_h is None else _as_chw(flip_out_h, "flip_out_h")
         fhm, ftag = one(fq, fh)
@@ -159,7 +160,7 @@ def merge_scales(
     hms = [h for h, _ in per_scale]
     size = hms[0].shape[1:]
     if any(h.shape != hms[0].shape for h in hms):
-        raise ValueError(f"merge_scales: heatmap shapes differ: {[h.shape for h in hms]}")
+        raise DataError(f"merge_scales: heatmap shapes differ: {[h.shape for h in hms]}")
     tags = []
     for _, t in per_scale:  # tags kept at output resolution: project them (official)
         if t.shape[2:] != size:
@@ -442,7 +443,7 @@ class AssociativeEmbeddingCodec:
         self.sigma = float(sigma)
         self.max_people = int(max_people)
         if flip_index is not None and sorted(flip_index) != list(range(K)):
-            raise ValueError(
+            raise ConfigError(
                 f"flip_index must be a permutation of 0..{K - 1}, got {list(flip_index)}"
             )
         self.flip_index = None if flip_index is None else list(flip_index)
@@ -452,7 +453,7 @@ class AssociativeEmbeddingCodec:
         if joint_order is None:
             joint_order = HIGHERHRNET_COCO_JOINT_ORDER if K == 17 else tuple(range(K))
         if sorted(joint_order) != list(range(K)):
-            raise ValueError(f"joint_order must be a permutation of 0..{K - 1}")
+            raise ConfigError(f"joint_order must be a permutation of 0..{K - 1}")
         self.joint_order = tuple(int(j) for j in joint_order)
         self.nms_kernel = int(nms_kernel)
         self.do_adjust = bool(adjust)
@@ -497,9 +498,11 @@ class AssociativeEmbeddingCodec:
         tag_joints = np.zeros((self.max_people, K, 2), np.int64)
         for i, s in enumerate(self.strides):
             h, w = H // s, W // s
-            xi = np.trunc(kp[..., 0] / s).astype(np.int64)
-            yi = np.trunc(kp[..., 1] / s).astype(np.int64)
-            ok = (kp[..., 2] > 0) & (xi >= 0) & (yi >= 0) & (xi < w) & (yi < h)
+            finite = np.isfinite(kp[..., :2]).all(-1) & (np.abs(kp[..., :2]) < 1e9).all(-1)
+            safe = np.where(finite[..., None], kp[..., :2], -1.0)  # non-finite: not labelled
+            xi = np.trunc(safe[..., 0] / s).astype(np.int64)
+            yi = np.trunc(safe[..., 1] / s).astype(np.int64)
+            ok = finite & (kp[..., 2] > 0) & (xi >= 0) & (yi >= 0) & (xi < w) & (yi < h)
             heatmaps.append(self._render(xi, yi, ok, h, w))
             if valid_mask is None:
                 masks.append(np.ones((h, w), np.float32))

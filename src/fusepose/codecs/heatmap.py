@@ -26,9 +26,15 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from fusepose.errors import DataError
+from fusepose.errors import ConfigError, DataError
 
-__all__ = ["TopDownHeatmapCodec", "to_numpy"]
+__all__ = ["TopDownHeatmapCodec", "check_finite", "to_numpy"]
+
+
+def check_finite(a: np.ndarray, what: str) -> None:
+    """DataError when network outputs hold NaN or inf (diverged weights, a broken export)."""
+    if not np.isfinite(a).all():
+        raise DataError(f"{what}: the network outputs contain NaN or inf (diverged weights?)")
 
 
 def to_numpy(x) -> np.ndarray:
@@ -61,9 +67,14 @@ class TopDownHeatmapCodec:
         dark_kernel: int = 11,
     ) -> None:
         if refine not in ("quarter", "dark"):
-            raise ValueError(f"refine must be 'quarter' or 'dark', got {refine!r}")
+            raise ConfigError(f"refine must be 'quarter' or 'dark', got {refine!r}")
         if dark_kernel % 2 != 1:
-            raise ValueError(f"dark_kernel must be odd, got {dark_kernel}")
+            raise ConfigError(f"dark_kernel must be odd, got {dark_kernel}")
+        if min(input_size) < 2 or min(heatmap_size) < 2:
+            raise ConfigError(
+                f"top-down codec: input {list(input_size)} and heatmap {list(heatmap_size)} "
+                "sizes must be at least 2 x 2"
+            )
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.heatmap_size = (int(heatmap_size[0]), int(heatmap_size[1]))
         self.sigma = float(sigma)
@@ -136,7 +147,8 @@ class TopDownHeatmapCodec:
         if squeeze:
             hm = hm[None]
         if hm.ndim != 4:
-            raise ValueError(f"heatmaps: expected (B, K, h, w), got {hm.shape}")
+            raise DataError(f"heatmaps: expected (B, K, h, w), got {hm.shape}")
+        check_finite(hm, "heatmaps")
         B, K, h, w = hm.shape
         flat = hm.reshape(B, K, -1)
         idx = flat.argmax(-1)

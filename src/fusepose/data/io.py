@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 
 from fusepose.errors import DataError
+from fusepose.files import read_json
 
 __all__ = ["read_image", "read_json"]
 
@@ -64,24 +63,3 @@ def read_image(path: str | Path, apply_exif: bool = False) -> np.ndarray:
     if img.size == 0 or img.shape[0] == 0 or img.shape[1] == 0:
         raise DataError(f"{path}: image decodes to an empty array (shape {img.shape})")
     return img
-
-
-def read_json(path: str | Path, what: str = "annotation file") -> Any:
-    """Parse a JSON file; :class:`DataError` naming the file for I/O and syntax errors."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{path}: {what} not found") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: {what} is not UTF-8 text (binary file?)") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot read {what} ({e.strerror or e})") from None
-    if not text.strip():
-        raise DataError(f"{path}: {what} is empty")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataError(
-            f"{path}: malformed JSON in {what} at line {e.lineno} column {e.colno}: {e.msg}"
-        ) from None

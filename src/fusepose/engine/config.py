@@ -10,6 +10,7 @@ to the field's declared type (``"1e-3"`` -> float, ``"[200, 260]"`` -> tuple of 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -20,6 +21,8 @@ from typing import Any, Union
 import yaml
 
 from fusepose.errors import ConfigError
+from fusepose.models.registry import get_model_info
+from fusepose.skeletons import get_skeleton
 
 
 @dataclass(frozen=True)
@@ -300,6 +303,67 @@ def load_config(
     if overrides:
         apply_overrides(data, list(overrides))
         cfg = config_from_dict(data, "--set")
+    return cfg
+
+
+def _check(ok: bool, key: str, value: Any, need: str, source: str) -> None:
+    if not ok:
+        raise ConfigError(f"{source}: {key} = {value!r}: {need}")
+
+
+def validate_config(cfg: Config, source: str = "config") -> Config:
+    """Check what the dataclass types cannot: a registered model, sizes against the model's
+    stride, positive batch / epochs / learning rate, probabilities in [0, 1], known names.
+    ConfigError naming ``source`` and the key; called before any training work."""
+    m, d, t, o, sch, ev, rt = (cfg.model, cfg.data, cfg.train, cfg.optim, cfg.schedule,
+                               cfg.eval, cfg.runtime)  # fmt: skip
+    try:
+        info = get_model_info(m.name)
+    except KeyError as e:
+        raise ConfigError(f"{source}: model.name: {e.args[0]}") from None
+    _check(m.num_keypoints >= 1, "model.num_keypoints", m.num_keypoints, "must be >= 1", source)
+    _check(m.init in ("official", "scratch"), "model.init", m.init, "'official' or 'scratch'",
+           source)  # fmt: skip
+    _check(d.dataset in ("coco", "mpii"), "data.dataset", d.dataset, "'coco' or 'mpii'", source)
+    _check(d.resize in ("crop", "letterbox"), "data.resize", d.resize, "'crop' or 'letterbox'",
+           source)  # fmt: skip
+    h, w = info.check_input_size(d.input_size, f"{source}: data.input_size")
+    if info.kind == "bottom_up" and d.resize == "crop":
+        _check(h == w, "data.input_size", list(d.input_size),
+               "the square random crop (data.resize: crop) needs H == W", source)  # fmt: skip
+    get_skeleton(d.skeleton)  # SkeletonError (a FusePoseError) for a bad name or file
+    for key, v in (("data.sigma", d.sigma), ("optim.lr", o.lr), ("schedule.gamma", sch.gamma)):
+        _check(v > 0 and math.isfinite(v), key, v, "must be a positive number", source)
+    for key, v in (("data.flip_prob", d.flip_prob), ("data.half_body_prob", d.half_body_prob),
+                   ("optim.momentum", o.momentum), ("train.ema_decay", t.ema_decay)):  # fmt: skip
+        _check(0.0 <= v <= 1.0, key, v, "must lie in [0, 1]", source)
+    lo, hi = d.scale_range
+    _check(0 < lo <= hi, "data.scale_range", list(d.scale_range), "needs 0 < low <= high", source)
+    for key, v in (("data.max_people", d.max_people), ("train.batch_size", t.batch_size),
+                   ("train.epochs", t.epochs)):  # fmt: skip
+        _check(v >= 1, key, v, "must be >= 1", source)
+    for key, v in (("data.num_workers", d.num_workers), ("data.max_train_images",
+                   d.max_train_images), ("data.max_val_images", d.max_val_images),
+                   ("optim.weight_decay", o.weight_decay), ("train.clip_grad_norm",
+                   t.clip_grad_norm), ("schedule.warmup_iters", sch.warmup_iters),
+                   ("schedule.min_lr", sch.min_lr), ("eval.interval", ev.interval),
+                   ("runtime.num_threads", rt.num_threads), ("train.log_interval",
+                   t.log_interval), ("train.checkpoint_interval_steps",
+                   t.checkpoint_interval_steps), ("train.max_steps_per_epoch",
+                   t.max_steps_per_epoch), ("data.rotation", d.rotation),
+                   ("data.translate", d.translate)):  # fmt: skip
+        _check(v >= 0, key, v, "must be >= 0", source)
+    _check(all(x >= 0 for x in sch.milestones), "schedule.milestones", list(sch.milestones),
+           "epochs must be >= 0", source)  # fmt: skip
+    _check(o.name.lower() in ("adam", "adamw", "sgd"), "optim.name", o.name,
+           "adam, adamw or sgd", source)  # fmt: skip
+    _check(sch.name in ("multistep", "cosine", "constant"), "schedule.name", sch.name,
+           "multistep, cosine or constant", source)  # fmt: skip
+    _check(ev.backend in ("pycocotools", "faster"), "eval.backend", ev.backend,
+           "pycocotools or faster", source)  # fmt: skip
+    dev = rt.device
+    _check(dev in ("auto", "cpu") or dev.startswith("cuda"), "runtime.device", dev,
+           "auto, cpu, cuda or cuda:N", source)  # fmt: skip
     return cfg
 
 

@@ -37,7 +37,7 @@ from fusepose.engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from fusepose.engine.config import Config, config_to_dict, save_config
+from fusepose.engine.config import Config, config_to_dict, save_config, validate_config
 from fusepose.engine.data import SeededDataset, build_dataset, target_codec, to_device
 from fusepose.engine.ema import ModelEMA
 from fusepose.engine.init import freeze_batchnorm, init_from_scratch, unwrap
@@ -103,6 +103,8 @@ class Trainer:
         collate_fn: Callable[..., Batch] | None = None,
         config_path: str | Path | None = None,
     ) -> None:
+        if model is None:  # a custom module brings its own name and sizes
+            validate_config(cfg, str(config_path or "config"))
         self.cfg = cfg
         self.distributed, self.rank, self.world, self.device = dist_utils.init_distributed(
             cfg.runtime.device

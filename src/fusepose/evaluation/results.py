@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from fusepose.annotations import load_coco_keypoints
 from fusepose.errors import DataError, ResultsError
 from fusepose.files import write_json_atomic
 
@@ -39,35 +40,33 @@ _MAX_REPORTED = 5
 def load_gt(gt: str | os.PathLike | dict) -> tuple[dict, str]:
     """Read a COCO-format ground-truth file (or accept a dict). Returns ``(dataset, name)``.
 
-    Checks the top-level structure only (``images``, ``annotations``, ``categories`` lists);
-    ``name`` is the path (or ``"<gt dict>"``) used in error messages.
+    Validated as strictly as training reads it (:func:`fusepose.annotations.load_coco_keypoints`:
+    finite numbers, positive box sizes, non-negative areas, unique image and annotation ids,
+    annotations of known images), plus what the COCO tools need (``categories``, a
+    ``category_id`` per annotation) and at least one person with labelled keypoints (AP is
+    undefined otherwise). ``name`` is the path (or ``"<gt dict>"``) used in error messages.
     """
     if isinstance(gt, dict):
-        data, name = gt, "<gt dict>"
+        name = "<gt dict>"
+        data = load_coco_keypoints(gt, source=name).data
     else:
         name = str(gt)
-        path = Path(gt)
-        if not path.is_file():
+        if not Path(gt).is_file():
             raise DataError(f"{name}: ground-truth file not found")
-        try:
-            with path.open("rb") as f:
-                data = json.load(f)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise DataError(f"{name}: not a readable JSON file ({e})") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{name}: expected a COCO dict at top level, got {type(data).__name__}")
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(data.get(key), list):
-            raise DataError(f"{name}: missing or non-list {key!r} (not a COCO keypoint file?)")
-    for i, img in enumerate(data["images"]):
-        if not isinstance(img, dict) or "id" not in img:
-            raise DataError(f"{name}: images[{i}] has no 'id'")
+        data = load_coco_keypoints(gt).data
+    if not isinstance(data.get("categories"), list):
+        raise DataError(f"{name}: missing or non-list 'categories' (not a COCO keypoint file?)")
     for i, ann in enumerate(data["annotations"]):
-        if not isinstance(ann, dict):
-            raise DataError(f"{name}: annotations[{i}] is not an object")
-        for key in ("image_id", "category_id", "keypoints", "bbox"):
-            if key not in ann:
-                raise DataError(f"{name}: annotations[{i}] (id {ann.get('id')}) has no {key!r}")
+        if "category_id" not in ann:
+            raise DataError(f"{name}: annotations[{i}] (id {ann.get('id')}) has no 'category_id'")
+    if not any(
+        not a.get("iscrowd", 0) and any(v > 0 for v in a["keypoints"][2::3])
+        for a in data["annotations"]
+    ):
+        raise DataError(
+            f"{name}: no person with labelled keypoints: there is nothing to score (AP is "
+            "undefined on an empty ground truth)"
+        )
     return data, name
 
 

@@ -122,6 +122,17 @@ class ImageIds:
                     raise DataError(f"{self.path}: images[{i}] needs 'id' and 'file_name'")
                 self.by_name[Path(str(img["file_name"])).name] = int(img["id"])
 
+    def check(self, paths: list[Path]) -> None:
+        """With a COCO JSON: every file must be listed (checked before any work)."""
+        if self.path is None:
+            return
+        missing = [p.name for p in paths if p.name not in self.by_name]
+        if missing:
+            raise DataError(
+                f"{self.path}: does not list {len(missing)} of the {len(paths)} images "
+                f"(e.g. {missing[0]}): no image id for them"
+            )
+
     def __call__(self, frame: Frame) -> int:
         if frame.path is not None:
             name = frame.path.name

@@ -40,7 +40,7 @@ from fusepose.inference.network import TorchNetwork, resolve_device
 from fusepose.inference.sources import Frame, check_image_array, iter_frames, source_kind
 from fusepose.modelfile import default_description, load_model
 from fusepose.models.init import random_inference_weights
-from fusepose.models.registry import create_model
+from fusepose.models.registry import create_model, get_model_info
 from fusepose.skeletons import Skeleton, get_skeleton
 from fusepose.structures import PoseResult
 
@@ -133,6 +133,9 @@ class Predictor:
             desc = description
         self.description = self._override(desc, input_size, resize, flip, scales, nms_thr,
                                           score_thr, kpt_thr, skeleton)  # fmt: skip
+        info = module.info if module is not None else _registered(self.description.model)
+        if self.description.geometry.fixed and info is not None:
+            info.check_input_size(self.description.geometry.size)
         if self.runner is not None and self.runner.fixed_hw is not None:
             if self.description.geometry.size != tuple(self.runner.fixed_hw):
                 raise ConfigError(
@@ -360,6 +363,14 @@ class Predictor:
             f"top-down model {self.model_name!r} needs person boxes: pass boxes=, det_file= "
             "or detector="
         )
+
+
+def _registered(name: str):
+    """The ModelInfo of a registered name, or None (an ONNX file of a model unknown here)."""
+    try:
+        return get_model_info(name)
+    except KeyError:
+        return None
 
 
 def _what_to_load(model: Any, weights: Any, onnx_path: Any, backend: str | None):

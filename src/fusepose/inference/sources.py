@@ -40,16 +40,29 @@ class Frame:
     path: Path | None = None
 
 
+# Larger images are refused rather than warped (a 10^5-pixel side would exhaust memory in the
+# short-side resize); no camera or dataset comes near it.
+MAX_IMAGE_SIDE = 16384
+
+
 def check_image_array(image: np.ndarray, name: str = "<array>") -> np.ndarray:
-    """Validate an in-memory image: (H, W, 3) uint8 BGR (a (H, W) grey image is expanded)."""
+    """Validate an in-memory image: (H, W, 3) uint8 BGR (a (H, W) grey image is expanded);
+    SourceError for anything else (other dtypes, channel counts, empty or huge sizes)."""
     if not isinstance(image, np.ndarray):
         raise SourceError(f"{name}: expected a numpy image, got {type(image).__name__}")
-    if image.ndim == 2:
-        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] < 1 or image.shape[1] < 1:
+    if image.ndim not in (2, 3) or image.shape[0] < 1 or image.shape[1] < 1:
         raise SourceError(f"{name}: expected an (H, W, 3) BGR image, got shape {image.shape}")
     if image.dtype != np.uint8:
         raise SourceError(f"{name}: expected uint8 pixels, got {image.dtype}")
+    if max(image.shape[:2]) > MAX_IMAGE_SIDE:
+        raise SourceError(
+            f"{name}: image is {image.shape[1]}x{image.shape[0]}, over the {MAX_IMAGE_SIDE} px "
+            "side fusepose accepts"
+        )
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] != 3:
+        raise SourceError(f"{name}: expected an (H, W, 3) BGR image, got shape {image.shape}")
     return image
 
 

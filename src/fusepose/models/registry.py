@@ -7,10 +7,13 @@ loaded only from an explicit path by the caller.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
+
+from fusepose.errors import ConfigError
 
 ModelKind = Literal["bottom_up", "top_down"]
 
@@ -20,6 +23,9 @@ class ModelInfo:
     """What a caller needs to know about a registered model without building it.
 
     input_size: (H, W) in pixels, the paper's input resolution.
+    input_multiple: a fixed-size input's H and W must be multiples of this (the network's
+        coarsest stride: 32 for the HRNet-family bottom-up nets; 4, the heatmap stride, for the
+        top-down ones). 0 = the family default.
     paper: the paper's own figures for this model (e.g. ``params_m``, ``gflops``, ``AP``,
         ``source``); ``{}`` where the paper has none.
     """
@@ -31,6 +37,25 @@ class ModelInfo:
     dataset: str = "coco"
     description: str = ""
     paper: dict[str, Any] = field(default_factory=dict)
+    input_multiple: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.input_multiple:
+            object.__setattr__(self, "input_multiple", 32 if self.kind == "bottom_up" else 4)
+
+    def check_input_size(self, size: Any, what: str = "input size") -> tuple[int, int]:
+        """``(H, W)`` if both are positive multiples of :attr:`input_multiple`, else a
+        one-line ConfigError naming ``what``."""
+        try:
+            h, w = (int(v) for v in size)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{what} {size!r}: expected two integers (H, W)") from None
+        m = self.input_multiple
+        if h <= 0 or w <= 0 or h % m or w % m:
+            raise ConfigError(
+                f"{what} {h}x{w}: {self.name} needs positive H and W that are multiples of {m}"
+            )
+        return h, w
 
 
 _FACTORIES: dict[str, Callable[..., Any]] = {}
@@ -94,6 +119,8 @@ def create_model(name: str, **overrides: Any):
 
 
 def _unknown(name: str) -> str:
-    close = [n for n in _FACTORIES if name.split("_")[0] in n]
+    close = difflib.get_close_matches(name, list(_FACTORIES), n=3, cutoff=0.6) or [
+        n for n in _FACTORIES if name.split("_")[0] in n
+    ]
     hint = f"; did you mean one of {close}?" if close else ""
     return f"unknown model {name!r}{hint} (see `fusepose models`)"
