@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fusepose.assets import sample_image
 from fusepose.benchmark.cache import export_cached
 from fusepose.benchmark.compare import match_keypoint_error, matched_keypoint_distances
 from fusepose.benchmark.complexity import measure_registered
@@ -127,9 +128,8 @@ class Row:
 
 
 def _image(cfg: PerfConfig):
-    path = Path(cfg.image) if cfg.image else default_image()
-    if path is None:
-        raise DataError("no benchmark image: pass --image (the shared COCO sample was not found)")
+    # the shared multi-person COCO sample when present, else the bundled one-person photo
+    path = Path(cfg.image) if cfg.image else (default_image() or sample_image())
     if not path.is_file():
         raise DataError(f"{path}: benchmark image not found")
     gt = gt_people(path)

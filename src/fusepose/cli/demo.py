@@ -17,7 +17,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-CONFIG = Path(__file__).resolve().parents[3] / "configs" / "lmfnet_synth-128_1xb4-30e.yaml"
+CONFIG = "lmfnet_synth-128_1xb4-30e"  # a bundled config (fusepose configs), found by name
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=10,
         help="training epochs (default 10: 540 images x 10 = 1350 steps of 4, a few CPU minutes)",
     )
-    parser.add_argument("--config", default=None, help=f"training config (default {CONFIG.name})")
+    parser.add_argument("--config", default=None, help=f"training config (default {CONFIG})")
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    config_path = Path(args.config) if args.config else CONFIG
+    config_path = args.config or CONFIG
     if args.images < 10:
         raise ConfigError(f"--images: need at least 10 images (got {args.images})")
 

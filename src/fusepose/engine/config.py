@@ -10,6 +10,7 @@ to the field's declared type (``"1e-3"`` -> float, ``"[200, 260]"`` -> tuple of 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
 import types
@@ -279,17 +280,41 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str = "-
         node[parts[-1]] = value
 
 
+BUNDLED = Path(__file__).resolve().parents[1] / "configs"  # fusepose/configs (package data)
+
+
+def bundled_configs() -> dict[str, Path]:
+    """The configs that ship inside the package: ``{name (file stem): path}``, sorted."""
+    if not BUNDLED.is_dir():
+        return {}
+    return {p.stem: p for p in sorted(BUNDLED.glob("*.yaml"))}
+
+
+def resolve_config(path_or_name: str | os.PathLike) -> Path:
+    """A config file: an existing path, else the bundled config of that name (with or without
+    ``.yaml``, with or without a ``configs/`` prefix). ConfigError naming close matches."""
+    p = Path(path_or_name)
+    if p.is_file():
+        return p
+    bundled = bundled_configs()
+    stem = p.name[: -len(p.suffix)] if p.suffix in (".yaml", ".yml") else p.name
+    if stem in bundled and (len(p.parts) == 1 or p.parent.name == "configs"):
+        return bundled[stem]
+    close = difflib.get_close_matches(stem, list(bundled), n=3, cutoff=0.5)
+    hint = f"; did you mean {close}?" if close else " (`fusepose configs` lists the bundled ones)"
+    raise ConfigError(f"{p}: config file not found, nor a bundled config of that name{hint}")
+
+
 def load_config(
     path: str | os.PathLike | None = None, overrides: list[str] | None = None
 ) -> Config:
-    """Read a YAML config (or start from defaults when ``path`` is None) and apply overrides."""
+    """Read a YAML config (a path or the name of a bundled config; defaults when ``path`` is
+    None) and apply ``a.b=c`` overrides."""
     data: dict[str, Any] = {}
     source = "<defaults>"
     if path is not None:
-        p = Path(path)
-        source = str(p)
-        if not p.is_file():
-            raise ConfigError(f"{p}: config file not found")
+        p = resolve_config(path)
+        source = str(path)
         try:
             loaded = yaml.safe_load(p.read_text())
         except yaml.YAMLError as e:
