@@ -98,3 +98,17 @@ def test_compiled_predictor_gets_an_untimed_first_call():
     res = benchmark([("p", Fake(False)), ("c", compiled)], img, runs=2, warmup=0)
     assert compiled.calls == 3 and all(len(r.runs) == 2 for r in res)
     assert res[1].runs[0][STAGES[0]] == 2.0  # the first (compiling) call is not recorded
+
+
+def test_bench_onnx_backend_exports_what_it_needs(tmp_path):
+    """``--backend onnx`` without ``--onnx``: the model (and the --compare model) are exported
+    now, at the first model's input, and both rows run on ONNX Runtime."""
+    out = tmp_path / "bench.json"
+    rc = main(["bench", "sfm_coco", "--backend", "onnx", "--compare", "sfm_coco_noatt",
+               "--runs", "1", "--warmup", "0", "--threads", "1", "--input", "128", "96",
+               "--workdir", str(tmp_path / "cache"), "--json", str(out)])  # fmt: skip
+    assert rc == 0
+    models = json.loads(out.read_text())["models"]
+    assert list(models) == ["sfm_coco (onnx)", "sfm_coco_noatt (onnx)"]
+    assert all(m["backend"] == "onnx" and m["input_size"] == [128, 96] for m in models.values())
+    assert len(list((tmp_path / "cache").glob("*.onnx"))) == 2

@@ -80,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir) if args.workdir else Path.home() / ".cache" / "fusepose" / "bench"
     want_onnx = args.backend == "onnx" or bool(args.onnx)
     args.random_weights = args.random_weights or not (args.weights or args.onnx)
-    first = build_predictor(args, backend=None if args.onnx else "torch")
+    # without --onnx the model runs in torch first and is exported below
+    args.backend = None if args.onnx else "torch"
+    first = build_predictor(args)
     if want_onnx and first.runner is None:
         onnx = _onnx_of(first, first.model_name, workdir)
         logger.info("--backend onnx: exported %s", onnx)
