@@ -163,6 +163,9 @@ def _malformed(coco_dir: Path) -> list[tuple[str, int, str, str, object, dict]]:
          *form(("image", "bomb.png", _png_header(30000, 30000), "image/png"))),
         ("PNG of 60000 x 1", 413, "POST", "/api/predict",
          *form(("image", "wide.png", _png_header(60000, 1), "image/png"))),
+        ("a 2 x 3000 strip (a 64 x 96000 network input)", 413, "POST", "/api/predict",
+         *form(("image", "strip.png", cv2.imencode(".png", np.zeros((2, 3000, 3), np.uint8))[1]
+                .tobytes(), "image/png"))),
         ("body over the limit", 413, "POST", "/api/predict", big_body, {"Content-Type": big_type}),
         ("chunked body over the limit", 413, "POST", "/api/predict", chunks,
          {"Content-Type": big_type}),

@@ -350,8 +350,9 @@ def test_predict_without_track_writes_no_track_id(tmp_path, coco_dir):
 
 
 @pytest.mark.slow
-def test_predict_track_on_an_image_sequence_with_a_trained_model(tmp_path, coco_dir,
-                                                                 overfit_lmfnet):  # fmt: skip
+def test_predict_track_on_an_image_sequence_with_a_trained_model(
+    tmp_path, coco_dir, overfit_lmfnet
+):
     """A trained L-MFNet on a 10-frame image folder of COCO 197388 (5 people found) where one
     person is painted over in frames 3..5: 5 tracks, each person keeps one id (0 switches),
     the hidden one comes back with its old id, and the drawn frames show the ids."""

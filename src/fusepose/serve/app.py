@@ -173,6 +173,7 @@ def create_app(
     max_pixels: int = 40_000_000,
     max_side: int = 20_000,
     max_pending: int = 64,
+    max_input_factor: int = 16,
     allowed_hosts: Sequence[str] | None = LOOPBACK_HOSTS,
 ) -> FastAPI:
     """The FastAPI app serving ``predictor`` (loaded once by the caller).
@@ -182,6 +183,8 @@ def create_app(
         max_pixels, max_side: largest image, W x H and either side (413 past it), checked
             from the file header before any decoding.
         max_pending: requests waiting for or holding the network at once (429 past it).
+        max_input_factor: a bottom-up network input may be at most this many times the
+            model's input area (413 past it; extreme aspect ratios).
         allowed_hosts: ``Host`` names answered (None: any, e.g. bound to 0.0.0.0 on purpose).
     """
     app = FastAPI(title="fusepose", docs_url=None, redoc_url=None, openapi_url=None)
@@ -200,20 +203,21 @@ def create_app(
             "mode": desc.geometry.mode,
             "size": list(desc.geometry.size),
             "text": desc.geometry.describe(),
-        },  # fmt: skip
+        },
         "num_keypoints": predictor.num_keypoints,
         "skeleton": {
             "name": predictor.skeleton.name,
             "keypoints": list(predictor.skeleton.keypoints),
             "limbs": [list(limb) for limb in predictor.skeleton.limbs],
-        },  # fmt: skip
+        },
         "score_thr": desc.test.score_thr,
         "kpt_thr": desc.test.kpt_thr,
         "limits": {
             "max_upload_bytes": max_upload_bytes,
             "max_pixels": max_pixels,
             "max_side": max_side,
-        },  # fmt: skip
+            "max_input_factor": max_input_factor,
+        },
     }
 
     @app.exception_handler(ApiError)
@@ -263,13 +267,32 @@ def create_app(
                              "people": people_json(result), "model": predictor.model_name,
                              "timings_ms": timings})  # fmt: skip
 
+    geometry_pixels = int(np.prod(desc.geometry.size))
+
+    def _check_input(hw: tuple[int, int]) -> None:
+        """A whole-image (bottom-up) input grows with the image's aspect ratio under the
+        short-side resize: refuse one over ``max_input_factor`` x the model's input area
+        (a 2 x 3000 strip would become a 64 x 96000 input)."""
+        if predictor.pipeline.needs_boxes:
+            return  # top-down crops are the model's fixed size
+        largest = max(getattr(predictor.pipeline, "scales", (1.0,)))
+        _m, (w_in, h_in) = predictor.warp_matrix(hw, largest)
+        if w_in * h_in > max_input_factor * geometry_pixels:
+            raise ApiError(413, f"image of {hw[1]}x{hw[0]} pixels: the network input would be "
+                           f"{w_in}x{h_in}, over {max_input_factor} x the model's "
+                           f"{desc.geometry.describe()} (aspect ratio too extreme)")  # fmt: skip
+
     def _predict(data: bytes) -> tuple[np.ndarray, PoseResult, dict[str, float]]:
         try:
             image = decode_image(data, "upload", apply_exif=True)
         except FusePoseError as e:
             raise ApiError(400, str(e)) from None
+        _check_input(image.shape[:2])
         with lock:
-            result = predictor.predict_frame(image)
+            try:
+                result = predictor.predict_frame(image)
+            except FusePoseError as e:  # e.g. an image the model's geometry cannot take
+                raise ApiError(400, str(e)) from None
             timings = {k: round(v, 2) for k, v in predictor.timings.items()}
         return image, result, timings
 
