@@ -204,6 +204,23 @@ def test_top_down_boxes_come_from_the_previous_poses_between_detector_frames():
     assert np.allclose(scores, scores[0], atol=0.02) and min(scores[0]) > 0.6
 
 
+def test_stream_over_a_folder_gives_each_repeated_person_its_id(tmp_path, coco_dir):
+    """``PoseTracker(predictor).stream(folder)``: three copies of one photo are three identical
+    frames, so frames 2 and 3 repeat frame 1's people and ids exactly (random weights, every
+    person kept: dozens of people to keep apart)."""
+    for i in range(3):
+        shutil.copy(coco_dir / "000000000785.jpg", tmp_path / f"f{i}.jpg")
+    pred = Predictor("lmfnet_lite", allow_random_weights=True, input_size=64, score_thr=0)
+    results = list(PoseTracker(pred).stream(tmp_path))
+    assert len(results) == 3 and len(results[0]) > 10
+    first = {p.track_id: p.keypoints for p in results[0]}
+    assert sorted(first) == list(range(1, len(first) + 1))
+    for res in results[1:]:
+        assert len(res) == len(first)
+        for p in res:
+            assert np.array_equal(p.keypoints, first[p.track_id])
+
+
 # ------------------------------------------------------------------ One-Euro
 
 
