@@ -2,6 +2,7 @@
 
     import fusepose
     predictor = fusepose.Predictor("runs/o/best.pth")      # a model file runs itself
+    tracker = fusepose.PoseTracker(predictor)              # ids across a video's frames
     model, desc = fusepose.load_model("runs/o/best.pth")   # the network and its description
     fusepose.create_model("lmfnet")                         # a registered architecture
 
@@ -27,6 +28,7 @@ _LAZY = {
     "describe": "fusepose.modelfile",
     "load_model": "fusepose.modelfile",
     "Predictor": "fusepose.inference.predictor",
+    "PoseTracker": "fusepose.inference.tracking",
 }
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "ModelInfo",
     "PoseInstance",
     "PoseResult",
+    "PoseTracker",
     "Predictor",
     "Skeleton",
     "create_model",

@@ -19,12 +19,15 @@ class PoseInstance:
     keypoint_scores: (K,) float in [0, 1] (heatmap peak values, not calibrated probabilities).
     score: instance score.
     box: (4,) float ``[x, y, w, h]`` in original-image pixels.
+    track_id: the person's id across the frames of a video (:class:`fusepose.PoseTracker`),
+        None when not tracked.
     """
 
     keypoints: np.ndarray
     keypoint_scores: np.ndarray
     score: float
     box: np.ndarray | None = None
+    track_id: int | None = None
 
     def __post_init__(self) -> None:
         self.keypoints = np.asarray(self.keypoints, dtype=np.float64).reshape(-1, 2)
@@ -37,14 +40,19 @@ class PoseInstance:
             self.box = box_from_keypoints(self.keypoints, self.keypoint_scores)
         self.box = np.asarray(self.box, dtype=np.float64).reshape(4)
         self.score = float(self.score)
+        if self.track_id is not None:
+            self.track_id = int(self.track_id)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "keypoints": self.keypoints.tolist(),
             "keypoint_scores": self.keypoint_scores.tolist(),
             "score": self.score,
             "box": self.box.tolist(),
         }
+        if self.track_id is not None:
+            out["track_id"] = self.track_id
+        return out
 
 
 @dataclass
@@ -63,21 +71,23 @@ class PoseResult:
         return iter(self.instances)
 
     def to_coco(self, image_id: int | None = None, category_id: int = 1) -> list[dict[str, Any]]:
-        """COCO keypoint results: one dict per person with ``keypoints`` as [x, y, score] * K."""
+        """COCO keypoint results: one dict per person with ``keypoints`` as [x, y, score] * K
+        (and ``track_id`` when the person is tracked)."""
         iid = self.image_id if image_id is None else image_id
         if iid is None:
             raise ValueError("to_coco() needs an image_id (none was attached to this result)")
         out = []
         for inst in self.instances:
             kpts = np.concatenate([inst.keypoints, inst.keypoint_scores[:, None]], axis=1)
-            out.append(
-                {
-                    "image_id": int(iid),
-                    "category_id": int(category_id),
-                    "keypoints": [round(float(v), 3) for v in kpts.reshape(-1)],
-                    "score": float(inst.score),
-                }
-            )
+            item = {
+                "image_id": int(iid),
+                "category_id": int(category_id),
+                "keypoints": [round(float(v), 3) for v in kpts.reshape(-1)],
+                "score": float(inst.score),
+            }
+            if inst.track_id is not None:
+                item["track_id"] = inst.track_id
+            out.append(item)
         return out
 
     def to_dict(self) -> dict[str, Any]:

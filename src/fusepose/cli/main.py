@@ -31,6 +31,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "bench": ("bench", "latency split into preprocess / network / decode"),
     "bench-data": ("bench_data", "data-loader throughput and decode time"),
     "perf": ("perf", "the performance table: params, GMACs, latency split, speed-up"),
+    "serve": ("serve", "a local web page and REST API around one model"),
 }
 
 

@@ -11,12 +11,19 @@ those below ``--score-thr`` left out. Image ids come from the COCO JSON given wi
 Unreadable images of a folder are skipped with a warning and listed in
 ``<save-json stem>.skipped.json``. The JSON is written atomically, also when the run is
 interrupted (what was finished is kept).
+
+``--track`` follows people across the frames of a video, a webcam or an image folder (in name
+order) with :class:`fusepose.PoseTracker`: every result gets a ``track_id``, drawings show
+``id N`` and one colour per track. Top-down models take their boxes from the previous frame's
+people and run the detector (``--detector`` / ``--det-file``) every ``--det-frequency`` frames.
+``--smooth`` (implies ``--track``) One-Euro filters each track's joints.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import time
 from pathlib import Path
 
 import cv2
@@ -33,6 +40,7 @@ from fusepose.inference.sources import (
     list_images,
     source_kind,
 )
+from fusepose.inference.tracking import PoseTracker
 from fusepose.visualization.skeleton import draw_poses
 
 logger = logging.getLogger(__name__)
@@ -53,6 +61,51 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ann", metavar="FILE", help="COCO JSON giving the image ids by file name")
     add_inference_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_tracking_arguments(parser)
+
+
+def add_tracking_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--track`` and ``--smooth`` with their parameters (defaults: PoseTracker's)."""
+    g = parser.add_argument_group("tracking (videos, webcams, image folders as sequences)")
+    g.add_argument(
+        "--track",
+        action="store_true",
+        help="give each person a track_id that stays with them across frames",
+    )
+    g.add_argument(
+        "--track-patience",
+        type=int,
+        default=30,
+        metavar="N",
+        help="frames a lost person's id is kept for their return (default 30)",
+    )
+    g.add_argument(
+        "--det-frequency",
+        type=int,
+        default=10,
+        metavar="N",
+        help="top-down with --track: run the detector every N frames, boxes from "
+        "the previous frame's people in between (default 10; 1 = every frame)",
+    )
+    g.add_argument(
+        "--smooth",
+        action="store_true",
+        help="One-Euro filter each track's joints (implies --track)",
+    )
+    g.add_argument(
+        "--smooth-min-cutoff",
+        type=float,
+        default=1.0,
+        metavar="HZ",
+        help="One-Euro cutoff at rest in Hz: lower = less jitter (default 1.0)",
+    )
+    g.add_argument(
+        "--smooth-beta",
+        type=float,
+        default=0.05,
+        metavar="BETA",
+        help="One-Euro speed coefficient per pixel: higher = less lag (default 0.05)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,6 +120,14 @@ def run(args: argparse.Namespace) -> int:
     skipped: list[dict] = []
     frames = VideoSource(source) if kind in ("video", "webcam") else iter_frames(source, skipped)
     kpt_thr = predictor.description.test.kpt_thr
+    tracker = None
+    if args.track or args.smooth:
+        tracker = PoseTracker(
+            predictor, patience=args.track_patience, det_frequency=args.det_frequency,
+            smooth=args.smooth, min_cutoff=args.smooth_min_cutoff, beta=args.smooth_beta,
+            fps=frames.fps if isinstance(frames, VideoSource) else 30.0,
+        )  # fmt: skip
+    start = time.monotonic()
     writer = None
     results: list[dict] = []
     total = count_frames(source) if kind != "webcam" else None
@@ -76,13 +137,18 @@ def run(args: argparse.Namespace) -> int:
         for i, frame in enumerate(tqdm(frames, total=total, disable=not show_bar, unit="img")):
             done = i
             image_id = i if kind in ("video", "webcam") else ids(frame)
-            res = predictor.predict_frame(frame, image_id=image_id)
+            if tracker is None:
+                res = predictor.predict_frame(frame, image_id=image_id)
+            else:  # a webcam's frames are timed by the clock, files by their rate
+                stamp = time.monotonic() - start if kind == "webcam" else None
+                res = tracker.predict_frame(frame, image_id, timestamp=stamp)
             people += len(res)
             name = frame.path.name if frame.path is not None else None
             results.extend({**r, "file_name": name} if name else r for r in res.to_coco())
             if vis_dir is None:
                 continue
-            drawn = draw_poses(frame.image, res, predictor.skeleton, kpt_thr=kpt_thr)
+            drawn = draw_poses(frame.image, res, predictor.skeleton, kpt_thr=kpt_thr,
+                               by_track=tracker is not None)  # fmt: skip
             if kind in ("video", "webcam"):
                 if writer is None:
                     stem = Path(str(source)).stem if kind == "video" else f"webcam{source}"
@@ -106,6 +172,8 @@ def run(args: argparse.Namespace) -> int:
             writer.release()
     _save(json_out, results, skipped)
     logger.info("%d people found", people)
+    if tracker is not None:
+        logger.info("%d tracks", tracker.next_id - 1)
     return 0
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from fusepose.errors import DataError
 from fusepose.files import read_json
 
-__all__ = ["read_image", "read_json"]
+__all__ = ["decode_image", "read_image", "read_json"]
 
 _JPEG_SOI = b"\xff\xd8"
 _JPEG_EOI = b"\xff\xd9"
@@ -40,26 +40,33 @@ def read_image(path: str | Path, apply_exif: bool = False) -> np.ndarray:
         raise DataError(f"{path}: is a directory, not an image file") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read image file ({e.strerror or e})") from None
+    return decode_image(data, str(path), apply_exif)
+
+
+def decode_image(data: bytes, name: str = "<bytes>", apply_exif: bool = False) -> np.ndarray:
+    """Decode an encoded image (JPEG, PNG, ...) held in memory, as :func:`read_image` does a
+    file: BGR ``uint8 (H, W, 3)``; :class:`DataError` naming ``name`` when it is empty, not an
+    image, truncated or decodes to nothing."""
     if len(data) == 0:
-        raise DataError(f"{path}: empty image file (0 bytes)")
+        raise DataError(f"{name}: empty image file (0 bytes)")
     if data.startswith(_JPEG_SOI):
         # A complete JPEG has an end-of-image marker after its last start-of-scan. Searching
         # from the last SOS tolerates trailing bytes some cameras append after EOI and ignores
         # the EOI of an embedded EXIF thumbnail (which precedes the main image's scans).
         last_sos = data.rfind(_JPEG_SOS)
         if last_sos < 0 or data.find(_JPEG_EOI, last_sos) < 0:
-            raise DataError(f"{path}: truncated JPEG (no end-of-image marker); file is corrupt")
+            raise DataError(f"{name}: truncated JPEG (no end-of-image marker); file is corrupt")
     elif data.startswith(_PNG_SIG) and b"IEND" not in data[-64:]:
-        raise DataError(f"{path}: truncated PNG (no IEND chunk); file is corrupt")
+        raise DataError(f"{name}: truncated PNG (no IEND chunk); file is corrupt")
     flags = cv2.IMREAD_COLOR if apply_exif else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
     img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
     if img is None:
         head = data[:16]
         kind = "text" if all(32 <= b < 127 or b in (9, 10, 13) for b in head) else "binary"
         raise DataError(
-            f"{path}: not a decodable image ({kind} content, {len(data)} bytes; "
+            f"{name}: not a decodable image ({kind} content, {len(data)} bytes; "
             "unknown format or corrupt)"
         )
     if img.size == 0 or img.shape[0] == 0 or img.shape[1] == 0:
-        raise DataError(f"{path}: image decodes to an empty array (shape {img.shape})")
+        raise DataError(f"{name}: image decodes to an empty array (shape {img.shape})")
     return img

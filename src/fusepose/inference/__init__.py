@@ -1,5 +1,5 @@
-"""Inference: the Predictor, its sources (image / folder / video / webcam), person boxes, and
-the one loop over a COCO-format dataset."""
+"""Inference: the Predictor, its sources (image / folder / video / webcam), person boxes, the
+one loop over a COCO-format dataset, and tracking (ids and smoothing across frames)."""
 
 from fusepose.data.coco_index import load_detections
 from fusepose.data.io import read_image
@@ -9,11 +9,13 @@ from fusepose.inference.boxes import DetectionBoxes, ImageIds
 from fusepose.inference.dataset import evaluate_dataset, predict_dataset
 from fusepose.inference.predictor import Predictor
 from fusepose.inference.sources import Frame, iter_frames
+from fusepose.inference.tracking import PoseTracker
 
 __all__ = [
     "DetectionBoxes",
     "Frame",
     "ImageIds",
+    "PoseTracker",
     "Predictor",
     "SourceError",
     "evaluate_dataset",

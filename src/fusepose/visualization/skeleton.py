@@ -21,6 +21,12 @@ def limb_colors(n: int) -> list[tuple[int, int, int]]:
     return out
 
 
+def track_color(track_id: int) -> tuple[int, int, int]:
+    """The BGR colour of a track: hues a golden-ratio step apart, so neighbouring ids differ."""
+    r, g, b = colorsys.hsv_to_rgb((int(track_id) * 0.618033988749895) % 1.0, 0.9, 1.0)
+    return int(b * 255), int(g * 255), int(r * 255)
+
+
 def draw_poses(
     image: np.ndarray,
     poses: PoseResult | Iterable[PoseInstance],
@@ -29,11 +35,14 @@ def draw_poses(
     radius: int | None = None,
     thickness: int | None = None,
     draw_boxes: bool = False,
+    by_track: bool = False,
 ) -> np.ndarray:
     """A copy of ``image`` ((H, W, 3) uint8 BGR) with every person drawn.
 
     Keypoints (original-image pixels) with score < ``kpt_thr`` are skipped, and so is every
     limb touching one. Limb ``i`` of ``skeleton.limbs`` always gets colour ``limb_colors[i]``.
+    ``by_track``: a tracked person (``track_id`` set) is drawn in its track's colour
+    (:func:`track_color`) instead, with ``id N`` written above it.
     """
     canvas = np.ascontiguousarray(image.copy())
     h, w = canvas.shape[:2]
@@ -51,16 +60,37 @@ def draw_poses(
                 f"{skeleton.num_keypoints}"
             )
         ok = (scores >= kpt_thr) & np.all(np.isfinite(kpts), axis=1)
+        tracked = by_track and inst.track_id is not None
         for i, (a, b) in enumerate(skeleton.limbs):
             if ok[a] and ok[b]:
                 pa = tuple(int(round(v)) for v in kpts[a])
                 pb = tuple(int(round(v)) for v in kpts[b])
-                cv2.line(canvas, pa, pb, colors[i], thickness, cv2.LINE_AA)
+                color = track_color(inst.track_id) if tracked else colors[i]
+                cv2.line(canvas, pa, pb, color, thickness, cv2.LINE_AA)
         for k in np.flatnonzero(ok):
             c = tuple(int(round(v)) for v in kpts[k])
             cv2.circle(canvas, c, radius, (255, 255, 255), -1, cv2.LINE_AA)
             cv2.circle(canvas, c, radius, (0, 0, 0), 1, cv2.LINE_AA)
         if draw_boxes and inst.box is not None:
             x, y, bw, bh = (int(round(v)) for v in inst.box)
-            cv2.rectangle(canvas, (x, y), (x + bw, y + bh), (0, 255, 0), 1)
+            color = track_color(inst.track_id) if tracked else (0, 255, 0)
+            cv2.rectangle(canvas, (x, y), (x + bw, y + bh), color, 1)
+        if tracked:
+            _label(canvas, f"id {inst.track_id}", kpts[ok] if ok.any() else kpts,
+                   track_color(inst.track_id), scale)  # fmt: skip
     return canvas
+
+
+def _label(canvas: np.ndarray, text: str, points: np.ndarray, color, scale: float) -> None:
+    """``text`` on a filled box of ``color`` just above ``points`` (N, 2), inside the image."""
+    font, size = cv2.FONT_HERSHEY_SIMPLEX, max(0.4, 0.5 * scale)
+    weight = max(1, int(round(scale)))
+    (tw, th), base = cv2.getTextSize(text, font, size, weight)
+    pts = points[np.all(np.isfinite(points), axis=1)]
+    if len(pts) == 0:
+        return
+    h, w = canvas.shape[:2]
+    x = int(np.clip(pts[:, 0].min(), 0, max(w - tw - 4, 0)))
+    y = int(np.clip(pts[:, 1].min() - 6, th + base + 2, h - 1))
+    cv2.rectangle(canvas, (x, y - th - base - 2), (x + tw + 4, y), color, -1)
+    cv2.putText(canvas, text, (x + 2, y - base), font, size, (0, 0, 0), weight, cv2.LINE_AA)

@@ -1,0 +1,367 @@
+"""The web app: one page, ``POST /api/predict`` and ``GET /api/health`` around one Predictor.
+
+Safe to leave running on a laptop:
+
+- the model is loaded once (the caller's Predictor) and one request at a time runs it (a lock
+  around the network; at most ``max_pending`` requests wait, the next ones get 429);
+- an upload is read into memory only, bounded by ``max_upload_bytes`` (413 past it), parsed
+  with python-multipart's streaming parser (Starlette's own form parser would spool a large
+  upload to a temporary file), its pixel count checked from the header before decoding (413
+  past ``max_pixels``: no decompression bomb is ever decoded); nothing is written to disk;
+- every error is a JSON ``{"error": message, "status": code}`` with a 4xx code (a 500 only
+  for a bug, logged with its traceback);
+- bound to loopback, requests must name a loopback host (``Host`` header), so a web page
+  cannot reach the server through DNS rebinding; the page loads nothing from elsewhere (its
+  Content-Security-Policy allows only this server, and its one script by hash).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import io
+import logging
+import threading
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from PIL import Image, UnidentifiedImageError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from fusepose.data.io import decode_image
+from fusepose.errors import FusePoseError
+from fusepose.inference.predictor import Predictor
+from fusepose.structures import PoseResult
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["LOOPBACK_HOSTS", "ApiError", "create_app", "people_json"]
+
+MiB = 1024 * 1024
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+IMAGE_FIELD = "image"
+
+
+class ApiError(Exception):
+    """A request the server refuses: ``status`` (4xx) and a one-line ``message``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = int(status)
+        self.message = message
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
+
+
+def people_json(result: PoseResult) -> list[dict[str, Any]]:
+    """The people of a result as the API returns them, best first: COCO-format ``keypoints``
+    ``[x, y, score] * K`` (original-image pixels, 3 decimals), ``score``, ``bbox``
+    ``[x, y, w, h]`` (and ``track_id`` when tracked)."""
+    out = []
+    for item, inst in zip(result.to_coco(image_id=0), result.instances, strict=True):
+        person = {"keypoints": item["keypoints"], "score": round(float(inst.score), 5),
+                  "bbox": [round(float(v), 2) for v in inst.box]}  # fmt: skip
+        if "track_id" in item:
+            person["track_id"] = item["track_id"]
+        out.append(person)
+    return out
+
+
+def _page() -> tuple[str, str]:
+    """The page's HTML and its Content-Security-Policy (its inline script allowed by hash)."""
+    html = resources.files("fusepose.serve").joinpath("page.html").read_text(encoding="utf-8")
+    script = html.split("<script>", 1)[1].split("</script>", 1)[0]
+    digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
+    csp = (
+        "default-src 'none'; "
+        f"script-src 'sha256-{digest}'; "
+        "style-src 'unsafe-inline'; "
+        "img-src 'self' blob: data:; media-src 'self' blob:; connect-src 'self'; "
+        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+    return html, csp
+
+
+class _HostCheck:
+    """ASGI middleware: refuse a request whose ``Host`` is not one of ``hosts`` (any port)."""
+
+    def __init__(self, app: Any, hosts: Sequence[str]) -> None:
+        self.app = app
+        self.hosts = {h.lower().strip("[]") for h in hosts}
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1").lower()
+            name = host[1:].split("]")[0] if host.startswith("[") else host.rsplit(":", 1)[0]
+            if name not in self.hosts:
+                msg = f"Host {host or '(none)'!r} refused: this server answers {sorted(self.hosts)}"
+                await _error(400, msg)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _parse_multipart(body: bytes, content_type: str) -> list[tuple[str, str | None, bytes]]:
+    """``[(field name, file name or None, data)]`` of a ``multipart/form-data`` body, in
+    memory; ApiError 400 when it is malformed."""
+    _ctype, params = parse_options_header(content_type)
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise ApiError(400, "multipart/form-data without a boundary parameter")
+    parts: list[dict[str, Any]] = []
+    header: dict[str, bytearray] = {}
+    state = {"ended": False}
+
+    def on_part_begin() -> None:
+        parts.append({"headers": {}, "data": bytearray()})
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        header.setdefault("field", bytearray()).extend(data[start:end])
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        header.setdefault("value", bytearray()).extend(data[start:end])
+
+    def on_header_end() -> None:
+        name = bytes(header.get("field", b"")).decode("latin-1").lower()
+        parts[-1]["headers"][name] = bytes(header.get("value", b""))
+        header.clear()
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        parts[-1]["data"].extend(data[start:end])
+
+    def on_end() -> None:
+        state["ended"] = True
+
+    callbacks = {"on_part_begin": on_part_begin, "on_header_field": on_header_field,
+                 "on_header_value": on_header_value, "on_header_end": on_header_end,
+                 "on_part_data": on_part_data, "on_end": on_end}  # fmt: skip
+    try:
+        parser = MultipartParser(boundary, callbacks)
+        parser.write(body)
+        parser.finalize()
+    except Exception as e:  # python-multipart raises its own and ValueError subclasses
+        raise ApiError(400, f"malformed multipart/form-data body ({e})") from None
+    if not state["ended"]:
+        raise ApiError(400, "malformed multipart/form-data body (no closing boundary)")
+    out = []
+    for part in parts:
+        disposition, opts = parse_options_header(part["headers"].get("content-disposition"))
+        if disposition != b"form-data" or b"name" not in opts:
+            raise ApiError(
+                400, "a multipart part without 'Content-Disposition: form-data; name=...'"
+            )
+        filename = opts.get(b"filename")
+        out.append((opts[b"name"].decode("utf-8", "replace"),
+                    None if filename is None else filename.decode("utf-8", "replace"),
+                    bytes(part["data"])))  # fmt: skip
+    return out
+
+
+def create_app(
+    predictor: Predictor,
+    *,
+    max_upload_bytes: int = 20 * MiB,
+    max_pixels: int = 40_000_000,
+    max_side: int = 20_000,
+    max_pending: int = 64,
+    max_input_factor: int = 16,
+    allowed_hosts: Sequence[str] | None = LOOPBACK_HOSTS,
+) -> FastAPI:
+    """The FastAPI app serving ``predictor`` (loaded once by the caller).
+
+    Args:
+        max_upload_bytes: largest request body (413 past it).
+        max_pixels, max_side: largest image, W x H and either side (413 past it), checked
+            from the file header before any decoding.
+        max_pending: requests waiting for or holding the network at once (429 past it).
+        max_input_factor: a bottom-up network input may be at most this many times the
+            model's input area (413 past it; extreme aspect ratios).
+        allowed_hosts: ``Host`` names answered (None: any, e.g. bound to 0.0.0.0 on purpose).
+    """
+    app = FastAPI(title="fusepose", docs_url=None, redoc_url=None, openapi_url=None)
+    html, csp = _page()
+    lock = threading.Lock()
+    pending = {"n": 0}
+    pending_lock = threading.Lock()
+    desc = predictor.description
+    health = {
+        "status": "ok",
+        "model": predictor.model_name,
+        "kind": predictor.kind,
+        "backend": predictor.backend,
+        "device": str(predictor.device),
+        "geometry": {
+            "mode": desc.geometry.mode,
+            "size": list(desc.geometry.size),
+            "text": desc.geometry.describe(),
+        },
+        "num_keypoints": predictor.num_keypoints,
+        "skeleton": {
+            "name": predictor.skeleton.name,
+            "keypoints": list(predictor.skeleton.keypoints),
+            "limbs": [list(limb) for limb in predictor.skeleton.limbs],
+        },
+        "score_thr": desc.test.score_thr,
+        "kpt_thr": desc.test.kpt_thr,
+        "limits": {
+            "max_upload_bytes": max_upload_bytes,
+            "max_pixels": max_pixels,
+            "max_side": max_side,
+            "max_input_factor": max_input_factor,
+        },
+    }
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(422, f"invalid request: {exc.errors()}")
+
+    @app.exception_handler(Exception)
+    async def _bug(_request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("internal error")
+        return _error(500, f"internal error ({type(exc).__name__}); see the server log")
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page() -> HTMLResponse:
+        return HTMLResponse(html, headers={"Content-Security-Policy": csp,
+                                           "X-Content-Type-Options": "nosniff",
+                                           "Cache-Control": "no-store"})  # fmt: skip
+
+    @app.get("/api/health")
+    async def api_health() -> dict[str, Any]:
+        return health
+
+    @app.post("/api/predict")
+    async def api_predict(request: Request) -> JSONResponse:
+        body = await _read_body(request, max_upload_bytes)
+        data = _image_part(body, request.headers.get("content-type", ""))
+        _check_header(data, max_pixels, max_side)
+        with pending_lock:
+            if pending["n"] >= max_pending:
+                return _error(429, f"busy: {max_pending} requests already queued; retry",
+                              headers={"Retry-After": "1"})  # fmt: skip
+            pending["n"] += 1
+        try:
+            image, result, timings = await run_in_threadpool(_predict, data)
+        finally:
+            with pending_lock:
+                pending["n"] -= 1
+        h, w = image.shape[:2]
+        return JSONResponse({"image": {"width": int(w), "height": int(h)},
+                             "people": people_json(result), "model": predictor.model_name,
+                             "timings_ms": timings})  # fmt: skip
+
+    geometry_pixels = int(np.prod(desc.geometry.size))
+
+    def _check_input(hw: tuple[int, int]) -> None:
+        """A whole-image (bottom-up) input grows with the image's aspect ratio under the
+        short-side resize: refuse one over ``max_input_factor`` x the model's input area
+        (a 2 x 3000 strip would become a 64 x 96000 input)."""
+        if predictor.pipeline.needs_boxes:
+            return  # top-down crops are the model's fixed size
+        largest = max(getattr(predictor.pipeline, "scales", (1.0,)))
+        _m, (w_in, h_in) = predictor.warp_matrix(hw, largest)
+        if w_in * h_in > max_input_factor * geometry_pixels:
+            raise ApiError(413, f"image of {hw[1]}x{hw[0]} pixels: the network input would be "
+                           f"{w_in}x{h_in}, over {max_input_factor} x the model's "
+                           f"{desc.geometry.describe()} (aspect ratio too extreme)")  # fmt: skip
+
+    def _predict(data: bytes) -> tuple[np.ndarray, PoseResult, dict[str, float]]:
+        try:
+            image = decode_image(data, "upload", apply_exif=True)
+        except FusePoseError as e:
+            raise ApiError(400, str(e)) from None
+        _check_input(image.shape[:2])
+        with lock:
+            try:
+                result = predictor.predict_frame(image)
+            except FusePoseError as e:  # e.g. an image the model's geometry cannot take
+                raise ApiError(400, str(e)) from None
+            timings = {k: round(v, 2) for k, v in predictor.timings.items()}
+        return image, result, timings
+
+    if allowed_hosts is not None:
+        app.add_middleware(_HostCheck, hosts=allowed_hosts)
+    return app
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, at most ``limit`` bytes (413 past it, before reading it all when the
+    Content-Length says so)."""
+    ctype = request.headers.get("content-type", "")
+    if not ctype.lower().startswith("multipart/form-data"):
+        raise ApiError(415, f"send multipart/form-data with the file in field {IMAGE_FIELD!r} "
+                       f"(got Content-Type {ctype or 'none'!r})")  # fmt: skip
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise ApiError(400, f"bad Content-Length {length!r}")
+        if int(length) > limit:
+            raise ApiError(413, f"upload of {int(length)} bytes: the limit is {limit} bytes")
+    chunks, size = [], 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, f"upload over the limit of {limit} bytes")
+            chunks.append(chunk)
+    except (asyncio.CancelledError, ApiError):
+        raise
+    except Exception as e:  # a client that went away mid-body
+        raise ApiError(400, f"incomplete request body ({type(e).__name__})") from None
+    return b"".join(chunks)
+
+
+def _image_part(body: bytes, content_type: str) -> bytes:
+    """The bytes of the one ``image`` field of a multipart body."""
+    if not body:
+        raise ApiError(
+            400, f"empty request body: send the image in multipart field {IMAGE_FIELD!r}"
+        )
+    parts = _parse_multipart(body, content_type)
+    images = [data for name, _file, data in parts if name == IMAGE_FIELD]
+    if not images:
+        names = sorted({name for name, _f, _d in parts}) or ["none"]
+        raise ApiError(422, f"no multipart field {IMAGE_FIELD!r} (fields sent: {', '.join(names)})")
+    if len(images) > 1:
+        raise ApiError(400, f"{len(images)} {IMAGE_FIELD!r} fields: send one image per request")
+    if not images[0]:
+        raise ApiError(400, "empty image (0 bytes)")
+    return images[0]
+
+
+def _check_header(data: bytes, max_pixels: int, max_side: int) -> None:
+    """Refuse what is not an image, or too large an image, from its header alone (Pillow
+    reads the size without decoding the pixels)."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            w, h = im.size
+            fmt = im.format
+    except Image.DecompressionBombError as e:
+        raise ApiError(413, f"image too large ({e})") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        head = data[:16]
+        kind = "text" if all(32 <= b < 127 or b in (9, 10, 13) for b in head) else "binary"
+        raise ApiError(415, f"not an image ({kind} content, {len(data)} bytes): send a JPEG, "
+                       "PNG, BMP, WebP or TIFF file") from None  # fmt: skip
+    if w < 1 or h < 1:
+        raise ApiError(400, f"{fmt} image of {w}x{h} pixels")
+    if w > max_side or h > max_side or w * h > max_pixels:
+        raise ApiError(413, f"{fmt} image of {w}x{h} pixels: the limit is {max_pixels} pixels "
+                       f"and {max_side} per side")  # fmt: skip
