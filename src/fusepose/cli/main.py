@@ -20,6 +20,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "synth": ("synth", "generate the synthetic multi-person COCO-format dataset"),
     "eval": ("evaluate", "COCO OKS AP / MPII PCKh of a results file, or of a model on a dataset"),
     "train": ("train", "train a model from a YAML config"),
+    "pretrain": ("pretrain", "ImageNet-style classification pretraining of a backbone"),
     "demo": ("demo", "synthetic data -> train a small L-MFNet on CPU -> evaluate -> draw"),
     "predict": ("predict", "run a model on images, a folder, a video or a webcam"),
     "visualize": ("visualize", "draw heatmaps, tag maps and attention maps"),

@@ -400,17 +400,17 @@ SHAPES = (
 
 def render_shape(rng: np.random.Generator, shape: str, size: int = 48) -> np.ndarray:
     """One ``(size, size, 3)`` BGR uint8 image of ``shape`` (one of :data:`SHAPES`): random
-    size (35-75 % of the side), position, line width and colours, on the people set's textured
-    background (:func:`_background`, without blobs, which could pass for circles)."""
+    extent (60-80 % of the side), position (within 5 % of the centre), line width and tints
+    (a dark shape on a light flat background), with pixel noise."""
     if shape not in SHAPES:
         raise DataError(f"unknown shape {shape!r} (known: {', '.join(SHAPES)})")
-    img = _background(rng, size, max_blobs=0)
-    mean = img.reshape(-1, 3).mean(0)
-    # a colour far from the background's mean, so that the shape is visible
-    colour = np.where(mean > 127, rng.uniform(0, 70, 3), rng.uniform(185, 255, 3))
+    # a light background and a dark shape, each of a random tint
+    img = np.empty((size, size, 3), np.uint8)
+    img[:] = rng.integers(150, 256, 3).astype(np.uint8)
+    colour = rng.uniform(0, 90, 3)
     col = tuple(float(c) for c in colour)
-    r = rng.uniform(0.175, 0.375) * size  # half the shape's extent
-    c = rng.uniform(r + 1, size - r - 1, 2)
+    r = rng.uniform(0.3, 0.4) * size  # half the shape's extent
+    c = size / 2 + rng.uniform(-1, 1, 2) * min(0.05 * size, size / 2 - r - 1)
     t = max(1, int(round(r * rng.uniform(0.25, 0.4))))  # stroke width
     cx, cy = c
 

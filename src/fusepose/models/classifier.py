@@ -25,7 +25,7 @@ from fusepose.errors import ConfigError
 from fusepose.models.backbones.hrnet import HRNetBackbone
 from fusepose.models.blocks.conv import BN_MOMENTUM
 from fusepose.models.blocks.resnet import Bottleneck
-from fusepose.models.init import init_from_scratch
+from fusepose.models.init import init_from_scratch, zero_init_residuals
 from fusepose.models.registry import create_model, get_model_info
 
 __all__ = ["BackboneClassifier", "build_classifier"]
@@ -37,8 +37,7 @@ class BackboneClassifier(nn.Module):
     """x (B, 3, H, W) normalized RGB, H and W multiples of 32 -> logits (B, num_classes).
 
     ``backbone``: an :class:`HRNetBackbone` built with ``multi_scale_output=True``.
-    ``model_name``: the registered bottom-up model whose backbone this is (checkpoints,
-    messages); ``config``: the arguments :func:`build_classifier` rebuilds it from.
+    ``model_name``: ``"<registered bottom-up model>/classifier"`` (checkpoints, messages).
     """
 
     def __init__(
@@ -98,7 +97,10 @@ def build_classifier(
 ) -> BackboneClassifier:
     """The classifier for the backbone of registered bottom-up model ``name`` (with its
     architecture ``overrides``), He-initialised as HRNet-Image-Classification's
-    ``init_weights`` (conv weights Kaiming-normal fan-out, BN 1 / 0)."""
+    ``init_weights`` (conv weights Kaiming-normal fan-out, BN 1 / 0), then with every residual
+    block starting as its shortcut and every attention gate as a constant
+    (:func:`~fusepose.models.init.zero_init_residuals`; the Ghost-Block networks do not learn
+    without it)."""
     try:
         info = get_model_info(name)
     except KeyError as e:
@@ -111,7 +113,8 @@ def build_classifier(
         )
     backbone = HRNetBackbone(pose.backbone.cfg, multi_scale_output=True)
     model = BackboneClassifier(
-        backbone, num_classes, tuple(head_channels), int(num_features), model_name=name
+        backbone, num_classes, tuple(head_channels), int(num_features), f"{name}/classifier"
     )
     init_from_scratch(model, output_std=None)
+    zero_init_residuals(model)
     return model
