@@ -211,11 +211,11 @@ class CocoBottomUpDataset(SkipBadMixin, torch.utils.data.Dataset):
             "keypoints": torch.from_numpy(s["keypoints"].astype(np.float32)),
         }
         if self.codec is not None:
-            targets = self.codec.encode(
-                s["keypoints"], s["mask"], flipped=bool(s.get("flipped", False)),
-                official_flip=self.official_flip, official_mask=self.official_mask,
-            )  # fmt: skip
-            out.update(to_tensors(targets))
+            official: dict[str, bool] = {}
+            if self.official_flip or self.official_mask:  # only then (any codec works without)
+                official = dict(flipped=bool(s.get("flipped", False)),
+                                official_flip=self.official_flip, official_mask=self.official_mask)  # fmt: skip
+            out.update(to_tensors(self.codec.encode(s["keypoints"], s["mask"], **official)))
         else:
             out["mask"] = torch.from_numpy(s["mask"])
         out["meta"] = {
