@@ -137,6 +137,8 @@ RESUME_SCRIPT = textwrap.dedent(
                 os.kill(os.getpid(), signal.SIGKILL)
 
     trainer_module.Trainer = KillingTrainer  # what pretrain() -> train() builds
+    import logging
+    logging.basicConfig(level=logging.INFO)
     torch.set_num_threads(1)
     config, run_dir, train_dir, val_dir, workers = sys.argv[1:6]
     cfg = load_config(config, [
@@ -209,3 +211,27 @@ def test_model_pretrained_initialises_the_backbone_in_the_trainer(tmp_path, coco
     with pytest.raises(ConfigError, match="set one"):
         Trainer(load_config(None, [*common, f"model.pretrained={path}", f"model.weights={path}"]),
                 run_dir=tmp_path / "r3")  # fmt: skip
+
+
+def test_zero_init_residuals_tames_the_lmfnet_gradients_at_init():
+    """The full L-MFNet backbone at He init (Ghost-Blocks with BN after the sum, CBAM on the
+    shortcut) has gradient norms of ~1e8 at its first conv, and does not learn; with every
+    residual branch and attention gate starting at zero / constant it is ~1e3, as the
+    BasicBlock HRNet-W32 is at He init."""
+    from fusepose.models.init import init_from_scratch, zero_init_residuals
+
+    def first_conv_grad(model) -> float:
+        torch.manual_seed(1)
+        x = torch.randn(8, 3, 32, 32)
+        loss = torch.nn.functional.cross_entropy(model(x), torch.arange(8) % 10)
+        loss.backward()
+        return float(model.backbone.stem.conv1.conv.weight.grad.norm())
+
+    torch.manual_seed(0)
+    he = build_classifier("lmfnet", 10)
+    init_from_scratch(he, output_std=None)  # the same weights without zero_init_residuals
+    torch.manual_seed(0)
+    tamed = build_classifier("lmfnet", 10)
+    assert first_conv_grad(he) > 1e6
+    assert first_conv_grad(tamed) < 1e4
+    assert zero_init_residuals(create_model("lmfnet", **SMALL)) > 0

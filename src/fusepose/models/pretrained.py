@@ -200,5 +200,5 @@ def load_pretrained_backbone(
         )
     prefix = len("backbone.")
     backbone.load_state_dict({k[prefix:]: weights[k] for k in report.loaded}, strict=False)
-    log.info("model.pretrained: %s", report.summary())
+    log.debug("%s", report.summary())  # the trainer logs it at INFO
     return report
