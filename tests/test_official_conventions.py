@@ -160,7 +160,9 @@ def test_default_flip_targets_are_the_unflipped_rule_on_the_mirrored_image(coco_
     ok = vis & (xy >= 0).all(-1) & (xy < 128).all(-1)
     j = int(np.argmax(ok.sum(0)))
     want = {(int(x), int(y)) for (x, y), o in zip(xy[:, j], ok[:, j], strict=True) if o}
-    assert want and {(int(x), int(y)) for y, x in zip(*np.nonzero(hm[j] == 1.0), strict=True)} == want
+    assert (
+        want and {(int(x), int(y)) for y, x in zip(*np.nonzero(hm[j] == 1.0), strict=True)} == want
+    )
 
 
 def test_official_shift_is_numpys_integer_randint():

@@ -98,7 +98,9 @@ def test_pretrain_reaches_90_percent_top1_and_loads_into_lmfnet(shapes, tmp_path
     # left out: the head and the classifier's extra fusion layers of the last module
     assert {k.split(".")[0] for k in report.unexpected} == {
         "incre_modules", "downsamp_modules", "final_layer", "classifier", "backbone"}  # fmt: skip
-    assert all(".stages.2.0.fuse_layers." in k for k in report.unexpected if k.startswith("backbone"))
+    assert all(
+        ".stages.2.0.fuse_layers." in k for k in report.unexpected if k.startswith("backbone")
+    )
 
 
 @pytest.mark.slow
@@ -207,7 +209,9 @@ def test_model_pretrained_initialises_the_backbone_in_the_trainer(tmp_path, coco
         assert torch.equal(v, classifier.backbone.state_dict()[k]), k
     assert (tmp_path / "run" / "pretrained.json").is_file()
     with pytest.raises(ConfigError, match="model.pretrained: .*nowhere.pth not found"):
-        Trainer(load_config(None, [*common, "model.pretrained=nowhere.pth"]), run_dir=tmp_path / "r2")
+        Trainer(
+            load_config(None, [*common, "model.pretrained=nowhere.pth"]), run_dir=tmp_path / "r2"
+        )
     with pytest.raises(ConfigError, match="set one"):
         Trainer(load_config(None, [*common, f"model.pretrained={path}", f"model.weights={path}"]),
                 run_dir=tmp_path / "r3")  # fmt: skip

@@ -76,7 +76,9 @@ def official_hrnet_cls_layout(
                 for j in range(len(cur)):
                     f = f"{p}.fuse_layers.{i}.{j}"
                     if j > i:
-                        d.update(_conv(f"{f}.0", cur[i], cur[j], 1) | _bn(f"{f}.1", cur[i], counters))
+                        d.update(
+                            _conv(f"{f}.0", cur[i], cur[j], 1) | _bn(f"{f}.1", cur[i], counters)
+                        )
                     for k in range(i - j):
                         out = cur[i] if k == i - j - 1 else cur[j]
                         d.update(_conv(f"{f}.{k}.0", out, cur[j], 3))
@@ -163,7 +165,9 @@ def test_timm_hrnet_w32_safetensors_loads_the_same_weights(tmp_path):
     # the same file as a timm training checkpoint ({"state_dict": ...}, DataParallel prefix)
     torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in state.items()}},
                tmp_path / "checkpoint-3.pth.tar")  # fmt: skip
-    again = load_pretrained_backbone(create_model("higherhrnet_w32"), tmp_path / "checkpoint-3.pth.tar")
+    again = load_pretrained_backbone(
+        create_model("higherhrnet_w32"), tmp_path / "checkpoint-3.pth.tar"
+    )
     assert again.loaded == report.loaded
 
 
@@ -197,4 +201,6 @@ def test_partial_load_of_the_shuffle_variant_reports_what_it_left(tmp_path):
     assert report.mismatched == [
         "backbone.transitions.0.0.0.conv.weight", "backbone.transitions.0.1.0.conv.weight"]  # fmt: skip
     assert any(k.startswith("layer1.") for k in report.unexpected)
-    assert len(report.loaded) + len(report.missing) + len(report.mismatched) <= report.backbone_tensors
+    assert (
+        len(report.loaded) + len(report.missing) + len(report.mismatched) <= report.backbone_tensors
+    )
