@@ -5,6 +5,7 @@
     tracker = fusepose.PoseTracker(predictor)              # ids across a video's frames
     model, desc = fusepose.load_model("runs/o/best.pth")   # the network and its description
     fusepose.create_model("lmfnet")                         # a registered architecture
+    fusepose.load_pretrained_backbone(model, "hrnet_w32-36af842e.pth")  # ImageNet init
 
 The names that need PyTorch are imported on first use, so ``import fusepose`` (and the
 evaluation of a results file) stays light.
@@ -22,6 +23,7 @@ _LAZY = {
     "create_model": "fusepose.models.registry",
     "get_model_info": "fusepose.models.registry",
     "list_models": "fusepose.models.registry",
+    "load_pretrained_backbone": "fusepose.models.pretrained",
     "register_model": "fusepose.models.registry",
     "ModelDescription": "fusepose.description",
     "InputGeometry": "fusepose.geometry",
@@ -47,6 +49,7 @@ __all__ = [
     "get_skeleton",
     "list_models",
     "load_model",
+    "load_pretrained_backbone",
     "load_skeleton",
     "register_model",
 ]

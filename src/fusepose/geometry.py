@@ -37,6 +37,7 @@ __all__ = [
     "affine_points",
     "bottom_up_center_scale",
     "bottom_up_warp",
+    "box_resize_matrix",
     "box_to_center_scale",
     "denormalize",
     "get_affine_matrix",
@@ -161,6 +162,18 @@ def letterbox_matrix(image_hw: Sequence[int], input_hw: Sequence[int]) -> np.nda
         raise DataError(f"letterbox needs a non-empty image, got size {h:g}x{w:g}")
     s = min(h_in / h, w_in / w)
     return np.array([[s, 0.0, (w_in - s * w) / 2.0], [0.0, s, (h_in - s * h) / 2.0]])
+
+
+def box_resize_matrix(box_xywh: Sequence[float], output_size_wh: Sequence[int]) -> np.ndarray:
+    """2x3 affine (original -> output pixels) resizing the box ``[x, y, w, h]`` (pixel edges:
+    the box covers pixels ``x .. x + w - 1``) onto the whole ``(W, H)`` output, each axis on its
+    own, with half-pixel centres as ``cv2.resize`` (``x_out + 0.5 = (x - x0 + 0.5) W / w``)."""
+    x0, y0, w, h = (float(v) for v in box_xywh)
+    out_w, out_h = float(output_size_wh[0]), float(output_size_wh[1])
+    if not (w > 0 and h > 0 and out_w > 0 and out_h > 0):
+        raise ValueError(f"box_resize_matrix needs positive sizes, got {box_xywh}, {output_size_wh}")
+    sx, sy = out_w / w, out_h / h
+    return np.array([[sx, 0.0, (0.5 - x0) * sx - 0.5], [0.0, sy, (0.5 - y0) * sy - 0.5]])
 
 
 def box_to_center_scale(

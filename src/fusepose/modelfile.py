@@ -100,20 +100,6 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _torch_load(path: Path) -> Any:
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file not found")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types for truncated / foreign files
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(
-            f"{path}: not a readable checkpoint (truncated, corrupt or not a torch file): {first}"
-        ) from e
-
-
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read a fusepose checkpoint dict (tensors on CPU).
 
@@ -121,7 +107,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     fusepose checkpoint (lacks ``format_version`` / ``model_name`` / ``state_dict``).
     """
     path = Path(path)
-    obj = _torch_load(path)
+    obj = convert.read_torch_file(path)
     _check_fusepose(obj, path)
     return obj
 
@@ -139,51 +125,6 @@ def _check_fusepose(obj: Any, path: Path) -> None:
         )
 
 
-def _is_fusepose(obj: Any) -> bool:
-    return isinstance(obj, dict) and "model_name" in obj and "state_dict" in obj
-
-
-def _strip_prefixes(state: Mapping[str, Any]) -> dict[str, Any]:
-    """Drop the ``module.`` (DDP) and ``_orig_mod.`` (torch.compile) prefixes."""
-    out = {}
-    for k, v in state.items():
-        for prefix in ("module.", "_orig_mod."):
-            if k.startswith(prefix):
-                k = k[len(prefix) :]
-        out[k] = v
-    return out
-
-
-def _looks_like_state_dict(obj: Any) -> bool:
-    return (
-        isinstance(obj, Mapping)
-        and len(obj) > 0
-        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
-    )
-
-
-def _state_of(obj: Any, path: Path) -> dict[str, Any]:
-    """The inference weights of a loaded file: a fusepose checkpoint's validated weights (its
-    EMA when validation used the EMA), ``{'state_dict': ...}`` of other trainers, or a bare
-    state dict."""
-    if _is_fusepose(obj):
-        ema = obj.get("ema")
-        if _validated_on_ema(obj) and isinstance(ema, dict) and ema.get("state_dict"):
-            return ema["state_dict"]
-        return obj["state_dict"]
-    if isinstance(obj, dict) and _looks_like_state_dict(obj.get("state_dict")):
-        return obj["state_dict"]
-    if _looks_like_state_dict(obj):
-        return obj
-    raise CheckpointError(f"{path}: neither a fusepose checkpoint nor a state dict")
-
-
-def _validated_on_ema(obj: dict[str, Any]) -> bool:
-    cfg = obj.get("config") if isinstance(obj.get("config"), dict) else {}
-    ev, tr = cfg.get("eval") or {}, cfg.get("train") or {}
-    return bool(ev.get("use_ema", False)) and float(tr.get("ema_decay", 0.0) or 0.0) > 0
-
-
 def load_weights(
     model: torch.nn.Module, path: str | os.PathLike, *, strict: bool = True, state: Any = None
 ):
@@ -196,11 +137,11 @@ def load_weights(
     ``(missing_keys, unexpected_keys)``.
     """
     path = Path(path)
-    obj = _torch_load(path) if state is None else state
+    obj = convert.read_torch_file(path) if state is None else state
     expected = getattr(getattr(model, "info", None), "name", None)
-    if _is_fusepose(obj) and expected is not None and obj["model_name"] != expected:
+    if convert.is_fusepose_checkpoint(obj) and expected is not None and obj["model_name"] != expected:
         raise CheckpointError(f"{path}: checkpoint is for {obj['model_name']}, not {expected}")
-    weights = _strip_prefixes(_state_of(obj, path))
+    weights = convert.strip_prefixes(convert.state_dict_of(obj, path))
     own = model.state_dict()
     if not any(k in own for k in weights):
         try:
@@ -290,7 +231,7 @@ def _info(name: str):
 
 def _described(obj: Any, path: Path, name: str | None) -> ModelDescription:
     """The description of a loaded checkpoint object (format 2, format 1 or a bare state dict)."""
-    if _is_fusepose(obj):
+    if convert.is_fusepose_checkpoint(obj):
         if name and obj["model_name"] != name:
             raise CheckpointError(f"{path}: checkpoint is for {obj['model_name']}, not {name}")
         if isinstance(obj.get("description"), dict):
@@ -330,7 +271,7 @@ def describe(path: str | os.PathLike, name: str | None = None) -> ModelDescripti
     path = Path(path)
     if path.suffix.lower() == ".onnx":
         return read_description(path)
-    return _described(_torch_load(path), path, name)
+    return _described(convert.read_torch_file(path), path, name)
 
 
 def load_model(
@@ -346,7 +287,7 @@ def load_model(
     path = Path(path)
     if path.suffix.lower() == ".onnx":
         raise ConfigError(f"{path}: an ONNX file runs with the onnx backend, not as a torch model")
-    obj = _torch_load(path)
+    obj = convert.read_torch_file(path)
     if isinstance(obj, dict) and "format_version" in obj:
         _check_fusepose(obj, path)
     desc = _described(obj, path, name)

@@ -23,6 +23,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "eval": ("evaluate", "COCO OKS AP / MPII PCKh of a results file, or of a model on a dataset"),
     "train": ("train", "train a model from a YAML config (a path or a bundled config's name)"),
     "configs": ("configs", "list the configs that ship with fusepose"),
+    "pretrain": ("pretrain", "ImageNet-style classification pretraining of a backbone"),
     "demo": ("demo", "synthetic data -> train a small L-MFNet on CPU -> evaluate -> draw"),
     "predict": ("predict", "run a model on images, a folder, a video or a webcam"),
     "visualize": ("visualize", "draw heatmaps, tag maps and attention maps"),

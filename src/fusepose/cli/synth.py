@@ -1,4 +1,5 @@
-"""``fusepose synth OUT_DIR --images N``: write the synthetic COCO-format people dataset."""
+"""``fusepose synth OUT_DIR --images N``: write the synthetic COCO-format people dataset;
+``fusepose synth OUT_DIR --shapes``: the drawn-shapes ImageFolder set (``fusepose pretrain``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 
 from tqdm import tqdm
 
-from fusepose.data.synth import generate_synthetic
+from fusepose.data.synth import generate_shapes, generate_synthetic
 
 logger = logging.getLogger(__name__)
 
@@ -16,22 +17,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out_dir", help="output folder (train.json, val.json, images/)")
     parser.add_argument("--images", type=int, default=200, help="number of images (default 200)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--size", type=int, default=512, help="image side in pixels (default 512)")
+    parser.add_argument(
+        "--size", type=int, default=None, help="image side in pixels (default 512; 48 with --shapes)"
+    )
     parser.add_argument(
         "--val-fraction",
         type=float,
         default=0.1,
         help="fraction of images in val.json (default 0.1)",
     )
+    parser.add_argument(
+        "--shapes", action="store_true",
+        help="write the drawn-shapes classification set instead: OUT_DIR/{train,val}/<shape>/",
+    )  # fmt: skip
+    parser.add_argument(
+        "--per-class", type=int, nargs=2, default=(40, 10), metavar=("TRAIN", "VAL"),
+        help="with --shapes: images per class in train/ and val/ (default 40 10)",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.shapes:
+        paths = generate_shapes(
+            args.out_dir, train_per_class=args.per_class[0], val_per_class=args.per_class[1],
+            size=args.size or 48, seed=args.seed,
+        )  # fmt: skip
+        print(f"wrote {paths['train']}/ and {paths['val']}/")
+        return 0
     with tqdm(total=args.images, unit="img", desc="synth") as bar:
         paths = generate_synthetic(
             args.out_dir,
             args.images,
             seed=args.seed,
-            size=args.size,
+            size=args.size or 512,
             val_fraction=args.val_fraction,
             progress=bar.update,
         )

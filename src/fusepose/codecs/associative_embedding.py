@@ -467,8 +467,24 @@ class AssociativeEmbeddingCodec:
         keypoints: np.ndarray,
         valid_mask: np.ndarray | None = None,
         input_size: Sequence[int] | None = None,
+        *,
+        flipped: bool = False,
+        official_flip: bool = False,
+        official_mask: bool = False,
     ) -> dict[str, object]:
         """Training targets for one image.
+
+        Output pixel ``j`` of stride ``s`` stands for input pixels ``s j .. s j + s - 1``
+        (joints: ``int(x / s)``). The official HigherHRNet conventions, as options:
+
+        - ``official_flip`` (with ``flipped``: the sample was mirrored at input resolution):
+          the official code mirrors the targets at each output resolution (``res - 1 - x``),
+          which puts a flipped sample's joints at ``int((x - (s - 1)) / s)``: (s - 1) / s
+          output px left of the image content (0.75 at 1/4, 0.5 at 1/2).
+        - ``official_mask``: the official code warps the mask straight to each output
+          resolution, i.e. samples it at input pixel ``s j`` (``s j + s - 1`` in x for an
+          officially flipped sample); the default is the bilinear downsampling of
+          ``valid_mask`` thresholded at 0.5 (the centre of each ``s x s`` block).
 
         Args:
             keypoints: ``(N, K, 3)`` ``[x, y, v]`` in input pixels (``v > 0`` = labelled).
@@ -498,14 +514,20 @@ class AssociativeEmbeddingCodec:
         tag_joints = np.zeros((self.max_people, K, 2), np.int64)
         for i, s in enumerate(self.strides):
             h, w = H // s, W // s
+            off = s - 1 if (official_flip and flipped) else 0  # input px, official_flip
             finite = np.isfinite(kp[..., :2]).all(-1) & (np.abs(kp[..., :2]) < 1e9).all(-1)
             safe = np.where(finite[..., None], kp[..., :2], -1.0)  # non-finite: not labelled
-            xi = np.trunc(safe[..., 0] / s).astype(np.int64)
+            xi = np.trunc((safe[..., 0] - off) / s).astype(np.int64)
             yi = np.trunc(safe[..., 1] / s).astype(np.int64)
             ok = finite & (kp[..., 2] > 0) & (xi >= 0) & (yi >= 0) & (xi < w) & (yi < h)
             heatmaps.append(self._render(xi, yi, ok, h, w))
             if valid_mask is None:
                 masks.append(np.ones((h, w), np.float32))
+            elif official_mask:
+                m = np.zeros((h, w), np.float32)
+                picked = valid_mask[::s, off::s][:h, :w]
+                m[: picked.shape[0], : picked.shape[1]] = picked > 0
+                masks.append(m)
             else:
                 m = cv2.resize(
                     valid_mask.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR

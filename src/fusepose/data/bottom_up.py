@@ -42,10 +42,12 @@ def bottom_up_train_transforms(
     scale_range: Sequence[float] = (0.75, 1.5),
     translate: float = 40.0,
     flip_prob: float = 0.5,
+    integer_shift: bool = False,
 ) -> T.Compose:
     """HigherHRNet training augmentation (architecture.md §2.5): rotation U[-30, 30] deg,
     scale U[0.75, 1.5] of the short side, centre shift up to ``translate`` px per 200 px of
-    crop (official ``MAX_TRANSLATE`` 40, i.e. 0.2 of the crop), then flip p = 0.5.
+    crop (official ``MAX_TRANSLATE`` 40, i.e. 0.2 of the crop; ``integer_shift``: whole
+    pixels as the official ``randint``), then flip p = 0.5.
 
     ``input_size``: an int (square output) or ``(H, W)``; the crop height is the image's
     height when ``H <= W`` (for a letterboxed ``H x W`` sample: the whole of it at scale 1)."""
@@ -59,6 +61,7 @@ def bottom_up_train_transforms(
                 max_shift=translate / 200.0,
                 scale_type="short" if hw[0] <= hw[1] else "long",
                 rng=rng,
+                integer_shift=integer_shift,
             ),
             T.RandomFlip(flip_index, prob=flip_prob, rng=rng),
         ]
@@ -79,6 +82,11 @@ class CocoBottomUpDataset(SkipBadMixin, torch.utils.data.Dataset):
     they must output ``input_size x input_size``. Testing uses the official resize
     (:func:`~fusepose.data.transforms.bottom_up_warp`; short side -> ``input_size``), then
     ``transforms`` if given.
+
+    ``official_flip`` / ``official_mask`` / ``official_shift``: the official HigherHRNet target
+    conventions (:meth:`AssociativeEmbeddingCodec.encode
+    <fusepose.codecs.associative_embedding.AssociativeEmbeddingCodec.encode>`, integer shift
+    of :func:`bottom_up_train_transforms`); off by default.
 
     ``resize="letterbox"`` (``input_size`` an int or ``(H, W)``): in training *and* testing the
     whole image is first fitted into ``H x W`` (:func:`letterbox_matrix`, the Predictor's warp
@@ -104,8 +112,13 @@ class CocoBottomUpDataset(SkipBadMixin, torch.utils.data.Dataset):
         translate: float = 40.0,
         max_images: int = 0,
         resize: str = "crop",
+        official_flip: bool = False,
+        official_mask: bool = False,
+        official_shift: bool = False,
     ):
         self.index = load_coco_keypoints(ann_file)
+        self.official_flip = bool(official_flip)
+        self.official_mask = bool(official_mask)
         self.skeleton = resolve_skeleton(skeleton, self.index)
         self.image_dir = Path(image_dir)
         self.codec = codec
@@ -138,6 +151,7 @@ class CocoBottomUpDataset(SkipBadMixin, torch.utils.data.Dataset):
                 scale_range=scale_range,
                 translate=translate,
                 flip_prob=flip_prob,
+                integer_shift=official_shift,
             )
         self.transforms = transforms
 
@@ -197,7 +211,11 @@ class CocoBottomUpDataset(SkipBadMixin, torch.utils.data.Dataset):
             "keypoints": torch.from_numpy(s["keypoints"].astype(np.float32)),
         }
         if self.codec is not None:
-            out.update(to_tensors(self.codec.encode(s["keypoints"], s["mask"])))
+            official: dict[str, bool] = {}
+            if self.official_flip or self.official_mask:  # only then (any codec works without)
+                official = dict(flipped=bool(s.get("flipped", False)),
+                                official_flip=self.official_flip, official_mask=self.official_mask)  # fmt: skip
+            out.update(to_tensors(self.codec.encode(s["keypoints"], s["mask"], **official)))
         else:
             out["mask"] = torch.from_numpy(s["mask"])
         out["meta"] = {

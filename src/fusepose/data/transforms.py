@@ -215,7 +215,9 @@ class RandomAffine:
     centred on the image centre, its height is the image's short side (``scale_type="short"``,
     or long side) times ``s ~ U[scale_range]``, rotated by ``U[-max_rotation, max_rotation]``
     degrees, and its centre shifted by up to ``max_shift`` times the crop size in each axis
-    (official: +-40 * s with s = crop/200, i.e. 0.2).
+    (official: +-40 * s with s = crop/200, i.e. 0.2): ``U(-m, m)`` current-frame pixels, or
+    with ``integer_shift`` the official ``numpy.random.randint(int(-m), int(m))`` (integers,
+    the upper bound excluded).
 
     Top-down (architecture.md §4.6): when the sample carries ``center`` and ``scale`` (from the
     box, see :func:`box_to_center_scale`), that region is the base crop instead; use
@@ -232,6 +234,7 @@ class RandomAffine:
         scale_type: str = "short",
         rot_prob: float = 1.0,
         rng: np.random.Generator | None = None,
+        integer_shift: bool = False,
     ):
         size = (output_size, output_size) if isinstance(output_size, int) else output_size
         self.out_h, self.out_w = int(size[0]), int(size[1])
@@ -243,6 +246,7 @@ class RandomAffine:
         self.scale_type = scale_type
         self.rot_prob = float(rot_prob)
         self.rng = rng
+        self.integer_shift = bool(integer_shift)
 
     def sample_params(self, sample: Sample) -> tuple[np.ndarray, np.ndarray, float]:
         """Draw ``(center (2,), scale_wh (2,), rot_deg)`` in current-frame pixels."""
@@ -261,7 +265,13 @@ class RandomAffine:
             crop_h = base * aug_scale
             scale_wh = np.array([crop_h * self.out_w / self.out_h, crop_h])
         if self.max_shift > 0:
-            center += rng.uniform(-self.max_shift, self.max_shift, size=2) * scale_wh
+            if self.integer_shift:
+                m = self.max_shift * scale_wh
+                for a in range(2):
+                    lo, hi = int(-m[a]), int(m[a])  # int(): toward zero, as numpy's randint
+                    center[a] += int(rng.integers(lo, hi)) if hi > lo else 0
+            else:
+                center += rng.uniform(-self.max_shift, self.max_shift, size=2) * scale_wh
         return center, scale_wh, rot
 
     def __call__(self, sample: Sample) -> Sample:

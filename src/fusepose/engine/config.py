@@ -28,7 +28,10 @@ from fusepose.skeletons import get_skeleton
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """``create_model(name, num_keypoints=..., **overrides)``; ``weights``: optional init path."""
+    """``create_model(name, num_keypoints=..., **overrides)``; ``weights``: optional init path
+    of the whole model; ``pretrained``: an ImageNet classification checkpoint for the backbone
+    (``fusepose.load_pretrained_backbone``: the official HRNet-Image-Classification file,
+    timm's ``hrnet_w32``, or what ``fusepose pretrain`` writes), loaded after ``init``."""
 
     name: str = "lmfnet"
     num_keypoints: int = 17
@@ -38,6 +41,9 @@ class ModelConfig:
     # ImageNet-pretrained backbone); "scratch": He init of the hidden convs for training from
     # random weights (see fusepose.engine.trainer.init_from_scratch); ignored with `weights`
     init: str = "official"
+    pretrained: str | None = None
+    # true: refuse a file that leaves a backbone tensor missing or of another shape
+    pretrained_strict: bool = True
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,19 @@ class DataConfig:
     translate: float = 40.0
     half_body_prob: float = 0.0
     augment: bool = True  # False: no flip / rotation / shift / half body; scale = scale_range[0]
+    # Official HigherHRNet quirks (bottom-up training targets), off by default = fusepose's
+    # geometrically exact conventions (docs/design.md, "Training-time options"):
+    # official_flip: a flipped sample's targets at stride s are mirrored as `res - 1 - x` at
+    #   each output resolution (official RandomHorizontalFlip after the affine), i.e. shifted
+    #   (s - 1) / s output px (0.75 at 1/4, 0.5 at 1/2) from the flipped image content
+    # official_mask: the loss mask of stride s is the input-resolution mask at input pixel
+    #   s * j (the official warp straight to each output resolution) instead of its bilinear
+    #   downsampling at the centre of each s x s block
+    # official_shift: the crop-centre shift is an integer number of original pixels drawn as
+    #   numpy randint(int(-m), int(m)) (m = translate * crop / 200), not a continuous U(-m, m)
+    official_flip: bool = False
+    official_mask: bool = False
+    official_shift: bool = False
     # use at most this many training / validation images (0 = all); for smoke runs
     max_train_images: int = 0
     max_val_images: int = 0
@@ -80,6 +99,7 @@ class TrainConfig:
     epochs: int = 300
     batch_size: int = 12  # per process (per GPU)
     amp: bool = True  # only takes effect on CUDA
+    channels_last: bool = False  # NHWC model and input batches (faster convs with AMP on CUDA)
     clip_grad_norm: float = 0.0  # 0 = off
     ema_decay: float = 0.0  # 0 = no EMA
     seed: int = 0
@@ -146,6 +166,69 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+
+# ------------------------------------------------------------------- backbone pretraining
+
+
+@dataclass(frozen=True)
+class PretrainModelConfig:
+    """The classifier ``fusepose pretrain`` trains: the backbone of registered bottom-up model
+    ``name`` (with ``overrides``) + the HRNet-classification head
+    (``fusepose.models.classifier``). ``num_classes``: 0 = the class folders of train_dir."""
+
+    name: str = "lmfnet"
+    overrides: dict[str, Any] = field(default_factory=dict)
+    num_classes: int = 0
+    head_channels: tuple[int, ...] = (32, 64, 128, 256)
+    num_features: int = 2048
+
+
+@dataclass(frozen=True)
+class ImageFolderConfig:
+    """ImageFolder data (``root/<class>/<image>``) and the standard ImageNet augmentation:
+    a random resized crop (area ``crop_scale`` of the image, aspect ``crop_ratio``) to
+    ``input_size``, flip ``flip_prob``; validation: the central ``val_crop`` of the short side
+    resized to ``input_size`` (Resize(256) + CenterCrop(224))."""
+
+    train_dir: str = ""
+    val_dir: str = ""
+    input_size: int = 224
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    crop_ratio: tuple[float, float] = (0.75, 4 / 3)
+    flip_prob: float = 0.5
+    val_crop: float = 0.875
+    num_workers: int = 8
+    max_train_images: int = 0
+    max_val_images: int = 0
+
+
+@dataclass(frozen=True)
+class ClassificationLossConfig:
+    label_smoothing: float = 0.1
+
+
+@dataclass(frozen=True)
+class ClassificationEvalConfig:
+    interval: int = 1  # validate every N epochs (0 = never)
+    metric: str = "top1"  # top1 | top5 (fractions 0..1)
+    use_ema: bool = False
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """``fusepose pretrain CONFIG``: the sections of :class:`Config` with the classification
+    ``model``, ``data``, ``loss`` and ``eval``; ``train`` / ``optim`` / ``schedule`` /
+    ``runtime`` are the pose training's (one trainer)."""
+
+    model: PretrainModelConfig = field(default_factory=PretrainModelConfig)
+    data: ImageFolderConfig = field(default_factory=ImageFolderConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    loss: ClassificationLossConfig = field(default_factory=ClassificationLossConfig)
+    eval: ClassificationEvalConfig = field(default_factory=ClassificationEvalConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
@@ -252,9 +335,10 @@ def _join(where: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else str(key)
 
 
-def config_from_dict(data: dict[str, Any], source: str = "<config>") -> Config:
-    """Build a :class:`Config` from a nested dict; unknown keys raise ConfigError."""
-    return _build(Config, data, source)
+def config_from_dict(data: dict[str, Any], source: str = "<config>", schema: type = Config) -> Any:
+    """Build a :class:`Config` (or ``schema``, e.g. :class:`PretrainConfig`) from a nested
+    dict; unknown keys raise ConfigError."""
+    return _build(schema, data, source)
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str], source: str = "--set") -> None:
@@ -284,10 +368,11 @@ BUNDLED = Path(__file__).resolve().parents[1] / "configs"  # fusepose/configs (p
 
 
 def bundled_configs() -> dict[str, Path]:
-    """The configs that ship inside the package: ``{name (file stem): path}``, sorted."""
+    """The configs that ship inside the package: ``{name: path}``, sorted; the name is the file
+    stem, with its sub-folder for the ones in one (``pretrain/lmfnet_shapes-32_1xb32-10e``)."""
     if not BUNDLED.is_dir():
         return {}
-    return {p.stem: p for p in sorted(BUNDLED.glob("*.yaml"))}
+    return {str(p.relative_to(BUNDLED).with_suffix("")): p for p in sorted(BUNDLED.rglob("*.yaml"))}
 
 
 def resolve_config(path_or_name: str | os.PathLike) -> Path:
@@ -297,19 +382,24 @@ def resolve_config(path_or_name: str | os.PathLike) -> Path:
     if p.is_file():
         return p
     bundled = bundled_configs()
-    stem = p.name[: -len(p.suffix)] if p.suffix in (".yaml", ".yml") else p.name
-    if stem in bundled and (len(p.parts) == 1 or p.parent.name == "configs"):
-        return bundled[stem]
+    key = str(p.with_suffix("")) if p.suffix in (".yaml", ".yml") else str(p)
+    key = key.removeprefix("configs/")
+    if key in bundled:
+        return bundled[key]
+    stem = Path(key).name
     close = difflib.get_close_matches(stem, list(bundled), n=3, cutoff=0.5)
     hint = f"; did you mean {close}?" if close else " (`fusepose configs` lists the bundled ones)"
     raise ConfigError(f"{p}: config file not found, nor a bundled config of that name{hint}")
 
 
 def load_config(
-    path: str | os.PathLike | None = None, overrides: list[str] | None = None
-) -> Config:
+    path: str | os.PathLike | None = None,
+    overrides: list[str] | None = None,
+    schema: type = Config,
+) -> Any:
     """Read a YAML config (a path or the name of a bundled config; defaults when ``path`` is
-    None) and apply ``a.b=c`` overrides."""
+    None) and apply ``a.b=c`` overrides; ``schema``: :class:`Config` (pose training) or
+    :class:`PretrainConfig`."""
     data: dict[str, Any] = {}
     source = "<defaults>"
     if path is not None:
@@ -324,10 +414,10 @@ def load_config(
         if not isinstance(loaded, dict):
             raise ConfigError(f"{p}: top level must be a mapping of sections")
         data = loaded
-    cfg = config_from_dict(data, source)
+    cfg = config_from_dict(data, source, schema)
     if overrides:
         apply_overrides(data, list(overrides))
-        cfg = config_from_dict(data, "--set")
+        cfg = config_from_dict(data, "--set", schema)
     return cfg
 
 
@@ -407,7 +497,7 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     return plain(cfg)
 
 
-def save_config(cfg: Config, path: str | os.PathLike) -> Path:
+def save_config(cfg: Any, path: str | os.PathLike) -> Path:
     """Write the resolved config as YAML (loadable again with :func:`load_config`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

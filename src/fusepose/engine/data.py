@@ -101,6 +101,13 @@ def build_dataset(
         max_images=d.max_train_images if train else d.max_val_images,
     )
     hw = tuple(int(v) for v in d.input_size)
+    official = {k: getattr(d, k) for k in ("official_flip", "official_mask", "official_shift")}
+    for key, on in official.items():
+        if on and desc.kind != "bottom_up":
+            raise ConfigError(
+                f"data.{key}: an option of the bottom-up (HigherHRNet) targets; the top-down "
+                "datasets follow HRNet's conventions"
+            )
     if d.dataset == "mpii":
         return MpiiDataset(ann, images, codec, input_size=hw, **common)
     if d.dataset != "coco":
@@ -110,7 +117,7 @@ def build_dataset(
         return CocoBottomUpDataset(
             ann, images, codec, input_size=hw if letterbox else hw[0], skeleton=desc.skeleton,
             resize="letterbox" if letterbox else "crop",
-            translate=d.translate if aug else 0.0, **common,
+            translate=d.translate if aug else 0.0, **official, **common,
         )  # fmt: skip
     return CocoTopDownDataset(
         ann, images, codec, input_size=hw, det_file=None if train else d.det_file,

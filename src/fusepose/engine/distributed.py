@@ -15,7 +15,8 @@ log = logging.getLogger(__name__)
 
 
 def init_distributed(device: str = "auto") -> tuple[bool, int, int, torch.device]:
-    """Initialise the default process group when launched by torchrun (``WORLD_SIZE`` > 1).
+    """Initialise the default process group when launched by torchrun (``WORLD_SIZE`` > 1),
+    or use the one the caller initialised (e.g. a one-process group for a DDP check).
 
     Returns ``(distributed, rank, world_size, device)``. The backend is NCCL when CUDA is
     used, Gloo otherwise; the init method is ``env://`` (MASTER_ADDR / MASTER_PORT / RANK).
@@ -29,6 +30,8 @@ def init_distributed(device: str = "auto") -> tuple[bool, int, int, torch.device
         dev = torch.device("cuda", local_rank if world > 1 else torch.cuda.current_device())
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
+    if dist.is_available() and dist.is_initialized():  # a group the caller set up (any size)
+        return True, dist.get_rank(), dist.get_world_size(), dev
     if world <= 1:
         return False, 0, 1, dev
     if not dist.is_initialized():

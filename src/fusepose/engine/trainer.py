@@ -37,7 +37,14 @@ from fusepose.engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from fusepose.engine.config import Config, config_to_dict, save_config, validate_config
+from fusepose.engine.config import (
+    Config,
+    DataConfig,
+    PretrainConfig,
+    config_to_dict,
+    save_config,
+    validate_config,
+)
 from fusepose.engine.data import SeededDataset, build_dataset, target_codec, to_device
 from fusepose.engine.ema import ModelEMA
 from fusepose.engine.init import freeze_batchnorm, init_from_scratch, unwrap
@@ -45,7 +52,9 @@ from fusepose.engine.logger import MetricLogger
 from fusepose.engine.optim import build_optimizer, lr_factor
 from fusepose.engine.validate import evaluate_model, run_description
 from fusepose.errors import CheckpointError, ConfigError, FusePoseError
+from fusepose.files import write_json_atomic
 from fusepose.losses import build_loss
+from fusepose.models.pretrained import BackboneReport, load_pretrained_backbone
 from fusepose.models.registry import create_model, list_models
 
 __all__ = [
@@ -86,14 +95,16 @@ class Trainer:
     """Owns model, optimiser, schedule, scaler, EMA, data and the run folder.
 
     ``model``, ``train_set``, ``loss_fn`` and ``evaluator`` may be passed in (tests, custom
-    experiments); otherwise they are built from ``cfg`` with the registry, ``fusepose.data``,
-    ``fusepose.losses`` and :func:`evaluate_model`.
-    ``loss_fn(outputs, batch) -> (loss scalar, dict of detached parts)``.
+    experiments, ``fusepose pretrain`` with a :class:`PretrainConfig`); otherwise they are
+    built from ``cfg`` with the registry, ``fusepose.data``, ``fusepose.losses`` and
+    :func:`evaluate_model`. ``loss_fn(outputs, batch) -> (loss scalar, dict of detached
+    parts)``. ``model.pretrained`` initialises the backbone of a model built here (the report
+    is logged and written to ``run_dir/pretrained.json``).
     """
 
     def __init__(
         self,
-        cfg: Config,
+        cfg: Config | PretrainConfig,
         *,
         run_dir: str | Path | None = None,
         model: nn.Module | None = None,
@@ -124,22 +135,23 @@ class Trainer:
             save_config(cfg, self.run_dir / "config.yaml")
         dist_utils.barrier()
 
+        self.pretrained: BackboneReport | None = None
         if model is None:
-            if cfg.model.init not in ("official", "scratch"):
-                raise ConfigError(f"model.init: {cfg.model.init!r} is not 'official' or 'scratch'")
-            model = create_model(
-                cfg.model.name, num_keypoints=cfg.model.num_keypoints, **cfg.model.overrides
-            )
-            if cfg.model.weights:
-                load_weights(model, cfg.model.weights, strict=False)
-            elif cfg.model.init == "scratch":
-                init_from_scratch(model)
-        self.kind = getattr(getattr(model, "info", None), "kind", "bottom_up")
-        self.model_name = getattr(getattr(model, "info", None), "name", type(model).__name__)
+            model = self._build_model(cfg)
+        info = getattr(model, "info", None)
+        self.kind = getattr(info, "kind", "bottom_up")
+        # a registered model's name, or the name a custom module gives itself
+        self.model_name = getattr(info, "name", None) or getattr(
+            model, "model_name", type(model).__name__
+        )
         self.num_keypoints = int(
-            getattr(getattr(model, "info", None), "num_keypoints", cfg.model.num_keypoints)
+            getattr(info, "num_keypoints", getattr(cfg.model, "num_keypoints", 0))
         )
         model.to(self.device)
+        self.memory_format = (
+            torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+        )
+        model.to(memory_format=self.memory_format)
         if cfg.train.sync_bn and self.distributed and self.device.type == "cuda":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model
@@ -202,6 +214,36 @@ class Trainer:
             self.run_dir, enabled=self.main, tensorboard=cfg.runtime.tensorboard
         )
 
+    def _build_model(self, cfg: Config) -> nn.Module:
+        """The registered model of ``cfg.model``: init, then ``weights`` or ``pretrained``."""
+        m = cfg.model
+        if m.init not in ("official", "scratch"):
+            raise ConfigError(f"model.init: {m.init!r} is not 'official' or 'scratch'")
+        if m.weights and m.pretrained:
+            raise ConfigError(
+                "model.weights and model.pretrained: set one (weights: the whole model; "
+                "pretrained: an ImageNet checkpoint for the backbone)"
+            )
+        model = create_model(m.name, num_keypoints=m.num_keypoints, **m.overrides)
+        if m.weights:
+            load_weights(model, m.weights, strict=False)
+            return model
+        if m.init == "scratch":
+            init_from_scratch(model)
+        if m.pretrained:
+            if not Path(m.pretrained).is_file():
+                raise ConfigError(
+                    f"model.pretrained: {m.pretrained} not found (the ImageNet checkpoint of the "
+                    "backbone; set model.pretrained=null to train from scratch)"
+                )
+            self.pretrained = load_pretrained_backbone(
+                model, m.pretrained, strict=m.pretrained_strict
+            )
+            if self.main:
+                log.info("model.pretrained: %s", self.pretrained.summary())
+                write_json_atomic(self.run_dir / "pretrained.json", self.pretrained.to_dict())
+        return model
+
     # -------------------------------------------------------------------- checkpointing
 
     @property
@@ -230,7 +272,7 @@ class Trainer:
             "best_metric": self.state.best_metric,
             "rng": get_rng_state(),
             **({"description": self.description.replace(val=self.best_val).to_dict()}
-               if self.description is not None else {}),
+               if self.description is not None else {"val": self.best_val}),
         }  # fmt: skip
 
     def save(self, path: Path) -> None:
@@ -271,7 +313,7 @@ class Trainer:
         if ckpt.get("rng") is not None:
             set_rng_state(ckpt["rng"])
         desc = ckpt.get("description")
-        self.best_val = desc.get("val") if isinstance(desc, dict) else None
+        self.best_val = desc.get("val") if isinstance(desc, dict) else ckpt.get("val")
         log.info("resumed from %s at epoch %d, step %d", path, self.state.epoch, self.state.step)
         return True
 
@@ -307,7 +349,7 @@ class Trainer:
             else contextlib.nullcontext()
         )
         with autocast:
-            outputs = self.ddp(batch["image"])
+            outputs = self.ddp(batch["image"].contiguous(memory_format=self.memory_format))
         loss, parts = self.loss_fn(outputs, batch)
         loss_value = dist_utils.all_reduce_mean(loss.detach().float())
         if not torch.isfinite(loss_value):
@@ -396,7 +438,7 @@ class Trainer:
 
     def validate(self) -> dict[str, float] | None:
         """Run the evaluator (on the EMA weights if configured); None if there is none."""
-        if self.evaluator is None and self.cfg.data.val_ann:
+        if self.evaluator is None and isinstance(self.cfg, Config) and self.cfg.data.val_ann:
             self.evaluator = evaluate_model
         if self.evaluator is None:
             return None
@@ -422,16 +464,20 @@ class Trainer:
         """What a checkpoint says about its best validation (``fusepose inspect``)."""
         d, ev = self.cfg.data, self.cfg.eval
         on_ema = self.ema is not None and ev.use_ema
-        return {
+        record: dict[str, Any] = {
             "metric": ev.metric,
             "value": float(value),
             "epoch": int(epoch),
-            "ann": d.val_ann,
-            "images": d.val_images,
-            "boxes": ("det" if d.det_file else "gt") if self.kind == "top_down" else None,
             "weights": "ema" if on_ema else "model",
             "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)},
         }
+        if isinstance(d, DataConfig):  # a pose dataset: where the AP was scored
+            record.update(
+                ann=d.val_ann,
+                images=d.val_images,
+                boxes=("det" if d.det_file else "gt") if self.kind == "top_down" else None,
+            )
+        return record
 
     def fit(self) -> dict[str, Any]:
         """Train until ``cfg.train.epochs``; returns the last epoch's numbers and the best metric."""
@@ -505,7 +551,7 @@ def _seed_everything(seed: int) -> None:
 
 
 def train(
-    cfg: Config,
+    cfg: Config | PretrainConfig,
     *,
     resume: str | Path | None = None,
     run_dir: str | Path | None = None,

@@ -1,5 +1,6 @@
 """Training losses: masked multi-resolution heatmap MSE + associative embedding (bottom-up),
-weighted JointsMSELoss with intermediate supervision (top-down)."""
+weighted JointsMSELoss with intermediate supervision (top-down), label-smoothed cross-entropy
+(backbone pretraining)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from fusepose.losses.ae import AELoss, ae_loss_per_image
 from fusepose.losses.heatmap import (
@@ -19,6 +21,7 @@ from fusepose.losses.heatmap import (
 __all__ = [
     "AELoss",
     "BottomUpLoss",
+    "ClassificationLoss",
     "JointsMSELoss",
     "MultiResolutionHeatmapLoss",
     "MultiStageJointsMSELoss",
@@ -79,6 +82,27 @@ class TopDownLoss(nn.Module):
         total, parts = self.loss(outputs, target, weights)
         logs = {f"mse_stage{i}": p.detach() for i, p in enumerate(parts)}
         return total, logs
+
+
+class ClassificationLoss(nn.Module):
+    """Cross-entropy with label smoothing ``eps`` (target ``1 - eps + eps / C`` on the true
+    class, ``eps / C`` elsewhere), averaged over the batch.
+
+    ``forward(logits (B, C), batch)`` with ``batch["label"]`` ``(B,)`` int64; computed in
+    float32 (AMP logits are upcast). Returns ``(loss, {"ce": loss})``.
+    """
+
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        self.label_smoothing = float(label_smoothing)
+
+    def forward(self, logits: Tensor, batch: Mapping[str, Any]):
+        loss = F.cross_entropy(
+            logits.float(), batch["label"], label_smoothing=self.label_smoothing
+        )
+        return loss, {"ce": loss.detach()}
 
 
 def build_loss(kind: str, num_keypoints: int, **kwargs: Any) -> nn.Module:

@@ -1,4 +1,10 @@
-"""Official HigherHRNet checkpoint names -> fusepose names.
+"""Checkpoint layouts: reading weight files, and official HRNet names -> fusepose names.
+
+- :func:`read_torch_file`, :func:`state_dict_of`, :func:`strip_prefixes`: the one way a
+  weight file is read (``torch.load(weights_only=True)``) and its weights picked out (a
+  fusepose checkpoint's validated weights, ``{'state_dict': ...}`` of other trainers, or a bare
+  state dict), used by :mod:`fusepose.modelfile` and :mod:`fusepose.models.pretrained`.
+- The official name mapping below.
 
 The official model (``lib/models/pose_higher_hrnet.py`` of HRNet/HigherHRNet-Human-Pose-
 Estimation) uses flat names (``conv1``, ``layer1``, ``transition1``, ``stage2``, ``final_layers``,
@@ -11,7 +17,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+
+import torch
 
 from fusepose.errors import CheckpointError
 
@@ -68,17 +77,87 @@ _RULES: list[tuple[re.Pattern[str], Any]] = [
 
 _OFFICIAL_MARKERS = ("conv1.weight", "layer1.0.conv1.weight", "final_layers.0.weight")
 
+# top-level module names of the official HRNet backbone, shared by HigherHRNet
+# (pose_higher_hrnet.py), the ImageNet classifier (HRNet-Image-Classification cls_hrnet.py) and
+# timm's hrnet_*: every other name of those files belongs to a head
+OFFICIAL_BACKBONE_MODULES = frozenset(
+    {"conv1", "bn1", "conv2", "bn2", "layer1", "transition1", "transition2", "transition3",
+     "stage2", "stage3", "stage4"}
+)  # fmt: skip
 
-def strip_module_prefix(state_dict: Mapping[str, Any]) -> dict[str, Any]:
-    """Drop the ``module.`` prefix that ``nn.DataParallel`` / DDP checkpoints carry."""
-    if state_dict and all(k.startswith("module.") for k in state_dict):
-        return {k[len("module.") :]: v for k, v in state_dict.items()}
-    return dict(state_dict)
+
+# ------------------------------------------------------------------------------ weight files
+
+
+def read_torch_file(path: str | Path) -> Any:
+    """``torch.load(path, weights_only=True)`` on CPU; CheckpointError naming ``path`` when it
+    is missing, a folder, truncated, corrupt or not a torch file."""
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for truncated / foreign files
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint (truncated, corrupt or not a torch file): {first}"
+        ) from e
+
+
+def is_fusepose_checkpoint(obj: Any) -> bool:
+    return isinstance(obj, dict) and "model_name" in obj and "state_dict" in obj
+
+
+def strip_prefixes(state: Mapping[str, Any]) -> dict[str, Any]:
+    """Drop the ``module.`` (DDP) and ``_orig_mod.`` (torch.compile) prefixes."""
+    out = {}
+    for k, v in state.items():
+        for prefix in ("module.", "_orig_mod."):
+            if k.startswith(prefix):
+                k = k[len(prefix) :]
+        out[k] = v
+    return out
+
+
+def _looks_like_state_dict(obj: Any) -> bool:
+    return (
+        isinstance(obj, Mapping)
+        and len(obj) > 0
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    )
+
+
+def validated_on_ema(obj: dict[str, Any]) -> bool:
+    """True if the run that wrote fusepose checkpoint ``obj`` validated its EMA weights."""
+    cfg = obj.get("config") if isinstance(obj.get("config"), dict) else {}
+    ev, tr = cfg.get("eval") or {}, cfg.get("train") or {}
+    return bool(ev.get("use_ema", False)) and float(tr.get("ema_decay", 0.0) or 0.0) > 0
+
+
+def state_dict_of(obj: Any, path: str | Path) -> dict[str, Any]:
+    """The inference weights of a loaded file: a fusepose checkpoint's validated weights (its
+    EMA when validation used the EMA), ``{'state_dict': ...}`` of other trainers (timm's and
+    the official ones), or a bare state dict."""
+    if is_fusepose_checkpoint(obj):
+        ema = obj.get("ema")
+        if validated_on_ema(obj) and isinstance(ema, dict) and ema.get("state_dict"):
+            return ema["state_dict"]
+        return obj["state_dict"]
+    if isinstance(obj, dict) and _looks_like_state_dict(obj.get("state_dict")):
+        return obj["state_dict"]
+    if _looks_like_state_dict(obj):
+        return obj
+    raise CheckpointError(f"{path}: neither a fusepose checkpoint nor a state dict")
+
+
+# ------------------------------------------------------------------------------ names
 
 
 def is_official_higherhrnet(state_dict: Mapping[str, Any]) -> bool:
     """True if ``state_dict`` (optionally ``module.``-prefixed) uses the official names."""
-    sd = strip_module_prefix(state_dict)
+    sd = strip_prefixes(state_dict)
     return all(k in sd for k in _OFFICIAL_MARKERS)
 
 
@@ -102,7 +181,7 @@ def convert_official_higherhrnet(
 
     ``source`` names the checkpoint file in error messages.
     """
-    sd = strip_module_prefix(state_dict)
+    sd = strip_prefixes(state_dict)
     if not is_official_higherhrnet(sd):
         raise CheckpointError(
             f"{source}: not an official HigherHRNet state dict (missing one of {_OFFICIAL_MARKERS})"

@@ -8,7 +8,16 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-__all__ = ["calibrate_batchnorm", "init_from_scratch", "random_inference_weights"]
+from fusepose.models.blocks.attention import CBAM
+from fusepose.models.blocks.ghost import GhostBlock
+from fusepose.models.blocks.resnet import BasicBlock, Bottleneck
+
+__all__ = [
+    "calibrate_batchnorm",
+    "init_from_scratch",
+    "random_inference_weights",
+    "zero_init_residuals",
+]
 
 # The modules holding the prediction convs: bottom-up ``head.final_layers``, top-down ``heads``.
 PREDICTION_LAYERS = ("final_layer", "final_layers", "heads")
@@ -47,6 +56,38 @@ def init_from_scratch(model: nn.Module, output_std: float | None = 0.001) -> Non
             if m.weight is not None:
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+
+
+@torch.no_grad()
+def zero_init_residuals(model: nn.Module) -> int:
+    """Start every residual block as its shortcut and every attention gate as a constant.
+
+    The last BatchNorm of each residual branch gets weight 0 (BasicBlock ``bn2``, Bottleneck
+    ``bn3``, both BNs of a Ghost-Block's second Ghost module: Goyal et al. 2017, timm's
+    ``zero_init_last``), and the last conv of each CBAM gate (channel MLP, spatial 7x7) weight
+    0, so the gates start at sigmoid(0) = 0.5 and pass no gradient to their input. Without it
+    the full L-MFNet (Ghost-Blocks with BN after the sum and CBAM on the shortcut) has input-
+    layer gradient norms of ~1e8 at He init and does not learn. Returns the modules changed.
+    """
+    n = 0
+    for m in model.modules():
+        if isinstance(m, BasicBlock):
+            bns = [m.bn2]
+        elif isinstance(m, Bottleneck):
+            bns = [m.bn3]
+        elif isinstance(m, GhostBlock):
+            bns = [m.ghost2.primary.bn, m.ghost2.cheap.bn]
+        elif isinstance(m, CBAM):
+            nn.init.zeros_(m.channel.mlp[-1].weight)
+            nn.init.zeros_(m.spatial.conv.weight)
+            n += 1
+            continue
+        else:
+            continue
+        for bn in bns:
+            nn.init.zeros_(bn.weight)
+        n += 1
+    return n
 
 
 @torch.no_grad()

@@ -181,10 +181,13 @@ class HRNetBackbone(nn.Module):
     """Multi-resolution backbone: x (B, 3, H, W) -> (B, widths[0], H/4, W/4).
 
     H, W must be multiples of 32 (the lowest-resolution branch runs at stride 32). The last
-    module of the last stage fuses into the highest-resolution branch only.
+    module of the last stage fuses into the highest-resolution branch only, unless
+    ``multi_scale_output`` (the ImageNet classifier of HRNet-Image-Classification, whose head
+    reads every branch): then that module also fuses into the lower branches, whose fusion
+    layers (``stages[-1][-1].fuse_layers.1..``) the pose backbone does not have.
     """
 
-    def __init__(self, cfg: HRNetConfig = HRNetConfig()) -> None:
+    def __init__(self, cfg: HRNetConfig = HRNetConfig(), multi_scale_output: bool = False) -> None:
         super().__init__()
         self.cfg = cfg
         self.stem = Stem(cfg.stem_width)
@@ -220,7 +223,8 @@ class HRNetBackbone(nn.Module):
                         cfg.blocks_per_branch,
                         cfg.block,
                         cfg.ghost,
-                        multi_scale_output=not (last_stage and m == n_modules - 1),
+                        multi_scale_output=multi_scale_output
+                        or not (last_stage and m == n_modules - 1),
                     )
                     for m in range(n_modules)
                 )
@@ -229,6 +233,11 @@ class HRNetBackbone(nn.Module):
         self.out_channels = cfg.widths[0]
 
     def forward(self, x: Tensor) -> Tensor:
+        return self.forward_branches(x)[0]
+
+    def forward_branches(self, x: Tensor) -> list[Tensor]:
+        """Every branch output of the last module: ``[(B, widths[i], H / 2**(i+2), ...)]``
+        (only branch 0 unless ``multi_scale_output``)."""
         y = self.stage1(self.stem(x))
         ys = [y]
         for transition, stage in zip(self.transitions, self.stages, strict=True):
@@ -239,4 +248,4 @@ class HRNetBackbone(nn.Module):
             ys = xs
             for module in stage:
                 ys = module(ys)
-        return ys[0]
+        return ys
