@@ -12,7 +12,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "fusepose"
 # Lowest first. A package may import its own modules and those of lower layers only; packages
 # of the same layer do not import each other.
 LAYERS = [
-    {"errors", "files", "assets", "structures"},
+    {"errors", "files", "assets", "structures", "cpu"},
     {"skeletons", "geometry"},
     {"description"},
     {"evaluation", "models"},  # evaluation never imports models

@@ -12,16 +12,16 @@ from typing import Any
 
 import numpy as np
 
-from fusepose.benchmark.cache import export_cached
-from fusepose.benchmark.compare import (
-    match_keypoint_error,
-    matched_keypoint_distances,
-    results_by_image,
-)
 from fusepose.benchmark.latency import default_image
 from fusepose.data.coco_index import load_coco_keypoints
 from fusepose.data.io import read_image
 from fusepose.errors import ConfigError, DataError
+from fusepose.evaluation.compare import (
+    match_keypoint_error,
+    matched_keypoint_distances,
+    results_by_image,
+)
+from fusepose.export.cache import export_cached
 from fusepose.export.metadata import read_metadata
 from fusepose.export.package import default_dynamic
 from fusepose.export.quantize import calibration_inputs, int8_scope, quantize_int8

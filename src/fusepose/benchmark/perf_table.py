@@ -30,8 +30,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from fusepose.benchmark.cache import export_cached
-from fusepose.benchmark.compare import match_keypoint_error, matched_keypoint_distances
 from fusepose.benchmark.complexity import measure_registered
 from fusepose.benchmark.int8_study import int8_checkpoint_ap, int8_keypoint_change, int8_model
 from fusepose.benchmark.latency import benchmark, default_image, gt_people
@@ -40,6 +38,8 @@ from fusepose.benchmark.report import to_markdown, write_outputs
 from fusepose.data.io import read_image
 from fusepose.description import default_description_for
 from fusepose.errors import ConfigError, DataError
+from fusepose.evaluation.compare import match_keypoint_error, matched_keypoint_distances
+from fusepose.export.cache import export_cached
 from fusepose.export.optimize import optimize_for_inference
 from fusepose.export.runtime import OnnxRunner
 from fusepose.geometry import InputGeometry
