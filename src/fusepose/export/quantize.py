@@ -244,12 +244,14 @@ def quantize_int8(
         quant_pre_process(str(tmp), str(tmp), skip_symbolic_shape=True)
     # A scoped quantization needs the ranges of its own tensors only: collect them directly
     # (seconds) instead of ORT's calibrator, which adds a ReduceMin / ReduceMax pair to every
-    # tensor of the graph (minutes on L-MFNet at 512). Same MinMax statistics.
+    # tensor of the graph (minutes on L-MFNet at 512). Same MinMax statistics. The whole graph
+    # the same way: every node's float tensors fetched directly, one input at a time.
     scoped_cache = None
     calib_options = any(k.startswith(("Calib", "SmoothQuant")) for k in (extra_options or {}))
-    if nodes and method == "minmax" and cache is None and inputs and not calib_options:
+    if method == "minmax" and cache is None and inputs and not calib_options:
         scoped_cache = int8_path.with_suffix(".calib.json")
-        _scoped_minmax_cache(tmp, set(nodes), inputs, input_name, scoped_cache)
+        calibrated = set(nodes) if nodes else {n.name for n in model_proto.graph.node}
+        _scoped_minmax_cache(tmp, calibrated, inputs, input_name, scoped_cache)
         cache = scoped_cache
     try:
         quantize_static(
