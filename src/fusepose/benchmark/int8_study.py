@@ -112,7 +112,7 @@ def int8_checkpoint_ap(
     a = per_image["onnx_fp32"]
     guards: dict[str, Any] = {}
     for k in preds:
-        if k in ("onnx_fp32", "torch_fp32"):
+        if k == "onnx_fp32":
             continue
         b = per_image[k]
         change = keypoint_change([(a[iid], b[iid]) for iid in a if iid in b])
@@ -153,6 +153,8 @@ def _extra_paths(model: Any, desc: Any, fp32: Path, int8: Path, calib_paths: lis
             calib = _calibration(Predictor(fp32, num_threads=threads), calib_paths)
             quantize_int8(fp32, whole, calib, scope="whole")
         out["onnx_int8_whole"] = Predictor(whole, num_threads=threads)
+        out["openvino_int8_whole"] = openvino_unavailable("int8") or Predictor(
+            whole, backend="openvino", precision="int8", num_threads=threads)
     for prec, file in (("fp32", fp32), ("bf16", fp32), ("int8", int8)):
         reason = openvino_unavailable(prec)
         key = f"openvino_{prec}"

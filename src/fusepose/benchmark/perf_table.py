@@ -430,6 +430,8 @@ _CHECKPOINT_KEYS = {
     ("onnx", "int8", "auto"): "onnx_int8", ("onnx", "int8", "whole"): "onnx_int8_whole",
     ("openvino", "fp32", None): "openvino_fp32", ("openvino", "bf16", None): "openvino_bf16",
     ("openvino", "int8", "auto"): "openvino_int8", ("torch", "bf16", None): "torch_bf16",
+    ("openvino", "int8", "whole"): "openvino_int8_whole", ("torch", "fp32", None): "torch_fp32",
+    ("torch-raw", "fp32", None): "torch_fp32", ("torch-compile", "fp32", None): "torch_fp32",
 }  # fmt: skip
 
 
