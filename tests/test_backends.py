@@ -138,7 +138,7 @@ def test_keypoint_change_and_verdict_hand_computed():
     assert change["p90_px"] == pytest.approx(5.0)
     assert guard_verdict(change) == (False, "90th percentile keypoint change 5.00 px > 2.0")
     change = keypoint_change([(_result(ref), _result(ref + [1.0, 0.0]))])
-    assert change["median_px"] == pytest.approx(1.0) > GUARD_MEDIAN_PX
+    assert change["median_px"] == pytest.approx(1.0) and change["median_px"] > GUARD_MEDIAN_PX
     assert guard_verdict(change) == (False, "median keypoint change 1.00 px > 0.5")
     same = keypoint_change([(_result(ref), _result(ref))])
     assert guard_verdict(same)[0] is True
