@@ -8,7 +8,6 @@ override what the file says.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +136,4 @@ def build_predictor(args: argparse.Namespace, **kwargs: Any) -> Predictor:
         calibration=getattr(args, "calibration", None),
     )
     options.update(kwargs)
-    pred = Predictor(model, **options)
-    if pred.choice is not None:
-        print(pred.choice.describe(), file=sys.stderr)
-    return pred
+    return Predictor(model, **options)  # --backend auto logs its choice (AutoChoice.describe)
