@@ -92,7 +92,7 @@ def _cases(coco_dir: Path, tmp: Path) -> list[tuple[str, list[str], str]]:
         ("det file malformed", [*p[:-4], "--det-file", str(tmp / "bad.json")], "malformed JSON"),
         ("onnx backend without file", [*bu, "--backend", "onnx"], "needs an .onnx file"),
         ("text onnx", ["predict", "--onnx", str(tmp / "junk.onnx"), "--source", img],
-         "cannot load"),
+         "not a readable ONNX"),
         ("cuda absent", [*bu, "--device", "cuda:3"], "cuda"),
         ("crop geometry on bottom-up", [*bu, "--resize", "crop"], "geometry"),
         ("detector on bottom-up", [*bu, "--detector", "lmfnet_lite"], "top-down"),

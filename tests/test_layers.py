@@ -12,7 +12,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "fusepose"
 # Lowest first. A package may import its own modules and those of lower layers only; packages
 # of the same layer do not import each other.
 LAYERS = [
-    {"errors", "assets", "structures"},
+    {"errors", "assets", "structures", "cpu"},
     {"files", "skeletons", "geometry"},
     {"annotations", "description"},
     {"evaluation", "models"},  # evaluation never imports models

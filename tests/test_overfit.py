@@ -162,7 +162,7 @@ def test_every_verb_reproduces_the_lmfnet_checkpoint(overfit_lmfnet, coco_dir, t
 def torch_and_onnx_give_the_same_people(ckpt, coco_dir, tmp_path):
     """The exported file decodes to the same people as the checkpoint (every joint within
     0.5 px) without flip, and to the same AP within 0.005 with flip."""
-    from fusepose.benchmark.compare import match_keypoint_error, results_by_image
+    from fusepose.evaluation.compare import match_keypoint_error, results_by_image
     from fusepose.export.package import default_dynamic, export_model
     from fusepose.inference import Predictor, evaluate_dataset
     from fusepose.modelfile import load_model

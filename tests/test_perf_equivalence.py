@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch import nn
 
-from fusepose.benchmark.compare import match_keypoint_error
+from fusepose.evaluation.compare import match_keypoint_error
 from fusepose.export.optimize import (
     FastCBAM,
     fast_attention,

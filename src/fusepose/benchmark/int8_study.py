@@ -12,76 +12,51 @@ from typing import Any
 
 import numpy as np
 
-from fusepose.benchmark.cache import export_cached
-from fusepose.benchmark.compare import (
-    match_keypoint_error,
-    matched_keypoint_distances,
-    results_by_image,
-)
 from fusepose.benchmark.latency import default_image
+from fusepose.cpu import unavailable_bf16
 from fusepose.data.coco_index import load_coco_keypoints
 from fusepose.data.io import read_image
 from fusepose.errors import ConfigError, DataError
+from fusepose.evaluation.compare import keypoint_change, results_by_image
+from fusepose.export.cache import export_cached
 from fusepose.export.metadata import read_metadata
+from fusepose.export.openvino_runtime import openvino_unavailable
 from fusepose.export.package import default_dynamic
-from fusepose.export.quantize import calibration_inputs, int8_scope, quantize_int8
+from fusepose.export.quantize import (
+    calibration_inputs,
+    default_reduce_range,
+    int8_scope,
+    quantize_int8,
+)
 from fusepose.geometry import warp_image
-from fusepose.inference.boxes import whole_image_box
 from fusepose.inference.dataset import evaluate_dataset
+from fusepose.inference.guard import guard_verdict
 from fusepose.inference.predictor import Predictor
 from fusepose.modelfile import load_model
 
-__all__ = ["int8_checkpoint_ap", "int8_keypoint_change", "int8_model"]
+__all__ = ["int8_checkpoint_ap", "int8_model"]
 
 
-def int8_model(fp32_path: Path, hw: tuple[int, int], calibration: int, seed: int = 0
-               ) -> tuple[Path, dict]:  # fmt: skip
+def int8_model(fp32_path: Path, hw: tuple[int, int], calibration: int, seed: int = 0,
+               scope: str = "auto") -> tuple[Path, dict]:  # fmt: skip
     """INT8 QDQ file next to ``fp32_path`` calibrated on the shared COCO images (+ synthetic
-    ones up to ``calibration`` inputs)."""
-    q_path = fp32_path.with_name(fp32_path.stem + "_int8.onnx")
+    ones up to ``calibration`` inputs). ``scope``: "auto" (the model's default) or "whole";
+    weights 7-bit on CPUs without VNNI (:func:`~fusepose.export.quantize.default_reduce_range`)."""
+    rr = default_reduce_range()
+    tag = ("whole" if scope == "whole" else "") + ("_r7" if rr else "_r8")
+    q_path = fp32_path.with_name(f"{fp32_path.stem}_int8{tag}.onnx")
     img = default_image()
     images = sorted(img.parent.glob("*.jpg")) if img is not None else []
     n_syn = max(calibration - len(images), 0)
-    scope = int8_scope(read_metadata(fp32_path).get("model_name"))
-    nodes = f"nodes under {scope}" if scope else "all ops but attention"
+    name_scope = None if scope == "whole" else int8_scope(read_metadata(fp32_path).get("model_name"))
+    nodes = f"nodes under {name_scope}" if name_scope else "all ops but attention"
     calib = {"images": [p.name for p in images], "synthetic": n_syn, "method": "minmax",
-             "format": f"QDQ u8 activations / s8 7-bit per-channel weights, {nodes}"}  # fmt: skip
+             "format": f"QDQ u8 activations / s8 {7 if rr else 8}-bit per-channel weights, "
+             f"{nodes}"}  # fmt: skip
     if not q_path.is_file():
         inputs = calibration_inputs(hw, images, num_synthetic=n_syn, seed=seed)
-        quantize_int8(fp32_path, q_path, inputs)
+        quantize_int8(fp32_path, q_path, inputs, scope=scope, reduce_range=rr)
     return q_path, calib
-
-
-def int8_keypoint_change(fp32: Predictor, int8: Predictor, weights: str) -> dict[str, Any]:
-    """Decoded keypoints of the INT8 predictor against the fp32 one on the shared COCO images
-    (network outputs, no GT rendering), plus the max relative change of the raw outputs."""
-    img = default_image()
-    paths = sorted(img.parent.glob("*.jpg")) if img is not None else []
-    hw = fp32.geometry.size
-    per_image, dists, joints = [], [], 0
-    out_diff = 0.0
-    x = np.random.default_rng(0).standard_normal((1, 3, *hw)).astype(np.float32)
-    for p in paths:
-        im = read_image(p)
-        boxes = whole_image_box(im)
-        ra = fp32.predict_frame(im, boxes=boxes, score_thr=0.0)
-        rb = int8.predict_frame(im, boxes=boxes, score_thr=0.0)
-        err = match_keypoint_error(ra, rb)
-        per_image.append({"image": p.name, **err})
-        if err["joints"]:
-            dists.append(err["mean_px"] * err["joints"])
-            joints += err["joints"]
-    if fp32.runner is not None and int8.runner is not None:
-        ya, yb = fp32.runner(x), int8.runner(x)
-        scale = max(float(np.abs(ya[0]).max()), 1e-12)
-        out_diff = max(float(np.abs(u - v).max()) for u, v in zip(ya, yb, strict=True)) / scale
-    return {
-        "weights": weights,
-        "mean_px": round(sum(dists) / joints, 3) if joints else None,
-        "joints": joints,
-        "per_image": per_image,
-        "max_rel_output_change": round(out_diff, 5),
-    }
 
 
 def int8_checkpoint_ap(
@@ -112,20 +87,19 @@ def int8_checkpoint_ap(
         "torch_fp32": Predictor(model, description=desc, num_threads=threads),
         "onnx_fp32": Predictor(fp32, num_threads=threads),
     }
-    int8 = fp32.with_name(fp32.stem + "_int8.onnx")
+    rr = "_r7" if default_reduce_range() else "_r8"
+    int8 = fp32.with_name(f"{fp32.stem}_int8{rr}.onnx")
     if not int8.is_file():
-        calib = []
-        for p in paths:
-            img = read_image(p)
-            m, size = preds["onnx_fp32"].warp_matrix(img.shape[:2])
-            calib.append(warp_image(img, m, size)[None])
-        quantize_int8(fp32, int8, calib)
+        quantize_int8(fp32, int8, _calibration(preds["onnx_fp32"], paths))
     preds["onnx_int8"] = Predictor(int8, num_threads=threads)
+    extra = _extra_paths(model, desc, fp32, int8, calib_paths=paths, threads=threads)
+    preds.update({k: v for k, v in extra.items() if not isinstance(v, str)})
     out: dict[str, Any] = {
         "checkpoint": str(checkpoint),
         "input_size": list(desc.geometry.size),
         "resize": desc.geometry.mode,
         "int8_scope": int8_scope(desc.model) or "whole graph but attention",
+        "unavailable": {k: v for k, v in extra.items() if isinstance(v, str)},
     }
     per_image: dict[str, Any] = {}
     for k, pred in preds.items():
@@ -135,14 +109,57 @@ def int8_checkpoint_ap(
     # people matched once per image; over all joints: mean, max, and (the mean is dominated by
     # the few joints grouped into another person or moved to another peak) median, 90th
     # percentile and the share of joints moved by more than 10 px
-    a, b = per_image["onnx_fp32"], per_image["onnx_int8"]
-    dists = np.asarray([d for iid in a if iid in b
-                        for d in matched_keypoint_distances(a[iid], b[iid])[0]])  # fmt: skip
-    out["int8_mean_px"] = round(float(dists.mean()), 3) if dists.size else None
-    out["int8_max_px"] = round(float(dists.max()), 3) if dists.size else 0.0
-    out["joints"] = int(dists.size)
-    if dists.size:
-        out["int8_median_px"] = round(float(np.median(dists)), 3)
-        out["int8_p90_px"] = round(float(np.percentile(dists, 90)), 3)
-        out["int8_share_over_10px"] = round(float(np.mean(dists > 10.0)), 4)
+    a = per_image["onnx_fp32"]
+    guards: dict[str, Any] = {}
+    for k in preds:
+        if k == "onnx_fp32":
+            continue
+        b = per_image[k]
+        change = keypoint_change([(a[iid], b[iid]) for iid in a if iid in b])
+        passed, why = guard_verdict(change, out[f"AP_{k}"], out["AP_onnx_fp32"])
+        guards[k] = {**change, "AP": out[f"AP_{k}"], "passed": passed, "why": why,
+                     "emulated": k == "torch_bf16" and unavailable_bf16() is not None}  # fmt: skip
+    out["paths"] = guards
+    g = guards["onnx_int8"]
+    out["int8_mean_px"] = g["mean_px"]
+    out["int8_max_px"] = g["max_px"] if g["max_px"] is not None else 0.0
+    out["joints"] = g["joints"]
+    if g["joints"]:
+        out["int8_median_px"] = g["median_px"]
+        out["int8_p90_px"] = g["p90_px"]
+        out["int8_share_over_10px"] = g["share_over_10px"]
+    return out
+
+
+def _calibration(pred: Predictor, paths: list[Path]) -> list[np.ndarray]:
+    """The images warped as ``pred`` feeds its network (calibration on the evaluated images)."""
+    out = []
+    for p in paths:
+        img = read_image(p)
+        m, size = pred.warp_matrix(img.shape[:2])
+        out.append(warp_image(img, m, size)[None])
+    return out
+
+
+def _extra_paths(model: Any, desc: Any, fp32: Path, int8: Path, calib_paths: list[Path],
+                 threads: int | None) -> dict[str, Any]:  # fmt: skip
+    """Predictors of the other paths of the checkpoint (or the reason one is unavailable):
+    ONNX INT8 over the whole graph, OpenVINO fp32 / bf16 / INT8 on the same files, PyTorch bf16
+    (emulated on a CPU without bf16: its accuracy, not its speed)."""
+    out: dict[str, Any] = {}
+    whole = int8.with_name(int8.stem.replace("_int8", "_int8whole") + ".onnx")
+    if int8_scope(desc.model) is not None:
+        if not whole.is_file():
+            calib = _calibration(Predictor(fp32, num_threads=threads), calib_paths)
+            quantize_int8(fp32, whole, calib, scope="whole")
+        out["onnx_int8_whole"] = Predictor(whole, num_threads=threads)
+        out["openvino_int8_whole"] = openvino_unavailable("int8") or Predictor(
+            whole, backend="openvino", precision="int8", num_threads=threads)
+    for prec, file in (("fp32", fp32), ("bf16", fp32), ("int8", int8)):
+        reason = openvino_unavailable(prec)
+        key = f"openvino_{prec}"
+        out[key] = reason or Predictor(file, backend="openvino", precision=prec,
+                                       num_threads=threads)  # fmt: skip
+    out["torch_bf16"] = Predictor(model, description=desc, num_threads=threads, precision="bf16",
+                                  emulate_bf16=True)  # fmt: skip
     return out

@@ -7,47 +7,41 @@ import os
 import platform
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from fusepose.cpu import cpu_model, has_bf16, has_vnni, isa, isa_kind
 from fusepose.export.runtime import session_options
 
 __all__ = ["flop_bound_ms", "mac_classes", "machine_info", "measure_peak"]
 
 
 def machine_info() -> dict[str, Any]:
-    """CPU model, relevant ISA flags, core count and library versions."""
+    """CPU model, its instruction sets (:mod:`fusepose.cpu`), core count and library versions."""
     import cv2
     import onnxruntime
     import torch
 
-    cpu, flags = platform.processor() or "unknown", set()
     try:
-        text = Path("/proc/cpuinfo").read_text()
-        for line in text.splitlines():
-            if line.startswith("model name") and cpu in ("unknown", "", platform.machine()):
-                cpu = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
-    isa = [
-        f
-        for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16")
-        if f in flags
-    ]
+        import openvino
+
+        ov_version = openvino.__version__.split("-")[0]
+    except ImportError:
+        ov_version = None
     return {
-        "cpu": cpu,
-        "isa": isa,
+        "cpu": cpu_model(),
+        "isa": isa(),
+        "isa_kind": isa_kind(),
+        "bf16": has_bf16(),
+        "vnni": has_vnni(),
         "logical_cpus": os.cpu_count(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
         "numpy": np.__version__,
         "opencv": cv2.__version__,
+        "openvino": ov_version,
         "platform": platform.platform(),
     }
 

@@ -31,23 +31,30 @@ import numpy as np
 import torch
 
 from fusepose.assets import sample_image
-from fusepose.benchmark.cache import export_cached
-from fusepose.benchmark.compare import match_keypoint_error, matched_keypoint_distances
 from fusepose.benchmark.complexity import measure_registered
-from fusepose.benchmark.int8_study import int8_checkpoint_ap, int8_keypoint_change, int8_model
+from fusepose.benchmark.int8_study import int8_checkpoint_ap, int8_model
 from fusepose.benchmark.latency import benchmark, default_image, gt_people
 from fusepose.benchmark.machine import flop_bound_ms, mac_classes, machine_info, measure_peak
 from fusepose.benchmark.report import to_markdown, write_outputs
+from fusepose.codecs.pipelines import build_pipeline
 from fusepose.data.io import read_image
 from fusepose.description import default_description_for
 from fusepose.errors import ConfigError, DataError
+from fusepose.evaluation.compare import match_keypoint_error, matched_keypoint_distances
+from fusepose.export.cache import export_cached
 from fusepose.export.optimize import optimize_for_inference
-from fusepose.export.runtime import OnnxRunner
+from fusepose.export.quantize import int8_scope
+from fusepose.export.runtime import OnnxRunner, session_options
 from fusepose.geometry import InputGeometry
+from fusepose.inference.backends import unavailable
+from fusepose.inference.boxes import whole_image_box
 from fusepose.inference.gt_outputs import bottom_up_gt_hook, top_down_gt_hook
+from fusepose.inference.guard import guard
 from fusepose.inference.predictor import Predictor
 from fusepose.modelfile import load_weights
+from fusepose.models.init import random_inference_weights
 from fusepose.models.registry import create_model
+from fusepose.structures import PoseResult
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +75,7 @@ __all__ = [
 DEFAULT_MODELS = ("lmfnet", "higherhrnet_w32", "sfm_coco")
 # "torch-compile": the eager (optimized, channels-last) module under torch.compile; it is
 # compiled during the warmup runs (minutes per model on a small CPU), so it is opt-in.
-BACKENDS = ("onnx", "torch", "torch-compile")
+BACKENDS = ("onnx", "torch", "torch-compile", "openvino")
 
 
 @dataclass
@@ -77,7 +84,8 @@ class PerfConfig:
 
     models: Sequence[str] = DEFAULT_MODELS
     baseline: str = "higherhrnet_w32"
-    backends: Sequence[str] = ("onnx", "torch")
+    backends: Sequence[str] = ("onnx", "torch", "openvino")
+    precisions: Sequence[str] = ("fp32", "bf16", "int8")
     threads: int = 2
     runs: int = 10
     warmup: int = 2
@@ -92,6 +100,7 @@ class PerfConfig:
     workdir: str = str(Path.home() / ".cache" / "fusepose" / "perf")
     weights: dict[str, str] = field(default_factory=dict)
     int8_checkpoint: str | None = None
+    peers: dict[str, str] = field(default_factory=dict)
     seed: int = 0
 
 
@@ -119,11 +128,16 @@ class Row:
     speedup_total: float | None = None
     speedup_network: float | None = None
     people: int = 0
+    int8_scope: str | None = None
+    weights: str = ""
+    guard: dict[str, Any] | None = None
+    guard_passed: bool | None = None
 
     @property
     def label(self) -> str:
         prec = "" if self.precision == "fp32" else " " + self.precision
-        return f"{self.model} [{self.backend}{prec}]"
+        scope = " whole" if self.int8_scope == "whole" else ""
+        return f"{self.model} [{self.backend}{prec}{scope}]"
 
 
 
@@ -140,8 +154,10 @@ def _image(cfg: PerfConfig):
     return path, read_image(path), gt
 
 
-def _build(name: str, cfg: PerfConfig):
-    """Seeded model (with ``cfg.weights[name]`` if given), eval mode."""
+def _build(name: str, cfg: PerfConfig, image: np.ndarray):
+    """The model with ``cfg.weights[name]`` if given, else non-degenerate random weights
+    (:func:`~fusepose.models.init.random_inference_weights`: He init, BN statistics calibrated
+    on the benchmark image), eval mode; and which weights it has."""
     torch.manual_seed(cfg.seed)
     try:
         model = create_model(name)
@@ -149,7 +165,12 @@ def _build(name: str, cfg: PerfConfig):
         raise ConfigError(str(e.args[0])) from None
     if name in cfg.weights:
         load_weights(model, cfg.weights[name])
-    return model.eval()
+        return model.eval(), f"checkpoint {Path(cfg.weights[name]).name}"
+    hw = model_input_hw(model, cfg)
+    pipe = build_pipeline(_description(model, hw))
+    x = pipe.prepare(image, whole_image_box(image)).batches[0][:1]
+    random_inference_weights(model, [torch.from_numpy(x)], seed=cfg.seed)
+    return model.eval(), "random (He init, BN calibrated on the image)"
 
 
 def model_input_hw(model: Any, cfg: PerfConfig) -> tuple[int, int]:
@@ -166,13 +187,15 @@ def _description(model: Any, hw: tuple[int, int]):
 
 
 def _predictor(source: Any, desc: Any, cfg: PerfConfig, flip: bool = False,
-               threads: int | None = None, compile: bool = False):  # noqa: A002  # fmt: skip
-    """A Predictor on an exported file (``Path``) or on a module that is already the one to
-    time (no second optimization pass)."""
+               threads: int | None = None, compile: bool = False,  # noqa: A002
+               backend: str | None = None, precision: str | None = None):  # fmt: skip
+    """A Predictor on an exported file (``Path``; ``backend`` onnx or openvino) or on a module
+    that is already the one to time (no second optimization pass)."""
     if isinstance(source, Path):
-        return Predictor(source, num_threads=threads or cfg.threads, flip=flip)
+        return Predictor(source, num_threads=threads or cfg.threads, flip=flip,
+                         backend=backend, precision=precision)  # fmt: skip
     return Predictor(source, description=desc, num_threads=threads or cfg.threads, flip=flip,
-                     optimize=False, compile=compile)  # fmt: skip
+                     optimize=False, compile=compile, precision=precision)  # fmt: skip
 
 
 def _hook(pred, gt, boxes, use_gt: bool) -> None:
@@ -215,51 +238,63 @@ def run_perf(cfg: PerfConfig, progress=None) -> dict[str, Any]:
     rows: list[Row] = []
     preds: list[tuple[str, Any]] = []
     built: dict[str, dict[str, Any]] = {}
+    skipped: list[dict[str, str]] = []
+    int8_info: dict[str, Any] = {}
+    files = any(b in cfg.backends for b in ("onnx", "openvino"))
     for name in models:
         say(f"preparing {name}")
-        model = _build(name, cfg)
+        model, weights = _build(name, cfg, image)
         hw = model_input_hw(model, cfg)
         desc = _description(model, hw)
         comp = measure_registered(name, [hw])[hw]
         fast = optimize_for_inference(model)
         eager = optimize_for_inference(model, channels_last=True)
         eager.info = model.info
-        onnx_path = (
-            export_cached(model, name, hw, workdir, "opt", desc=desc)
-            if "onnx" in cfg.backends else None
-        )  # fmt: skip
+        onnx_path = export_cached(model, name, hw, workdir, "opt", desc=desc) if files else None
         built[name] = {"model": model, "fast": fast, "hw": hw, "onnx": onnx_path,
-                       "kind": model.info.kind, "desc": desc}  # fmt: skip
-        variants: list[tuple[str, str, Any]] = []
+                       "kind": model.info.kind, "desc": desc, "weights": weights}  # fmt: skip
+        variants: list[tuple[str, str, str | None, Any]] = []
         for backend in cfg.backends:
-            variants.append((backend, "fp32", onnx_path if backend == "onnx" else eager))
+            for prec in cfg.precisions:
+                if prec == "int8" and name not in cfg.int8:
+                    continue
+                if backend == "torch-compile" and prec != "fp32":
+                    continue
+                reason = unavailable("torch" if backend == "torch-compile" else backend, prec)
+                if reason:
+                    skipped.append({"model": name, "backend": backend, "precision": prec,
+                                    "why": reason})  # fmt: skip
+                    continue
+                if prec != "int8":
+                    src = onnx_path if backend in ("onnx", "openvino") else eager
+                    variants.append((backend, prec, None, src))
+                    continue
+                scopes = ["auto"] + (["whole"] if int8_scope(name) is not None else [])
+                for scope in scopes:
+                    say(f"INT8 {name} ({scope})")
+                    q_path, calib = int8_model(onnx_path, hw, cfg.int8_calibration, cfg.seed,
+                                               scope=scope)  # fmt: skip
+                    built[name]["int8" if scope == "auto" else "int8_whole"] = q_path
+                    int8_info.setdefault(name, {})[scope] = {"calibration": calib,
+                                                             "path": str(q_path)}  # fmt: skip
+                    variants.append((backend, prec, scope, q_path))
         if cfg.raw_torch and "torch" in cfg.backends:
-            variants.append(("torch-raw", "fp32", model))
-        for backend, prec, src in variants:
-            pred = _predictor(src, desc, cfg, compile=backend == "torch-compile")
+            variants.append(("torch-raw", "fp32", None, model))
+        for backend, prec, scope, src in variants:
+            pred = _predictor(src, desc, cfg, compile=backend == "torch-compile",
+                              backend=backend if isinstance(src, Path) else None,
+                              precision=prec)  # fmt: skip
             _hook(pred, gt, boxes, use_gt)
             row = Row(name, backend, prec, model.info.kind, list(hw), round(comp.params / 1e6, 3),
-                      round(comp.macs / 1e9, 3), round(comp.macs_repo / 1e9, 3))  # fmt: skip
+                      round(comp.macs / 1e9, 3), round(comp.macs_repo / 1e9, 3),
+                      int8_scope=scope, weights=weights)  # fmt: skip
             rows.append(row)
             preds.append((row.label, pred))
-
-    int8_info: dict[str, Any] = {}
-    if "onnx" in cfg.backends:
-        for name in cfg.int8:
-            if name not in built:
-                continue
-            say(f"quantizing {name} to INT8")
-            b = built[name]
-            q_path, calib = int8_model(b["onnx"], b["hw"], cfg.int8_calibration, cfg.seed)
-            b["int8"] = q_path
-            pred = _predictor(q_path, b["desc"], cfg)
-            _hook(pred, gt, boxes, use_gt)
-            base = next(r for r in rows if r.model == name and r.backend == "onnx")
-            row = Row(name, "onnx", "int8", base.kind, base.input_size, base.params_m, base.gmacs,
-                      base.gmacs_repo)  # fmt: skip
-            rows.append(row)
-            preds.append((row.label, pred))
-            int8_info[name] = {"calibration": calib, "path": str(q_path)}
+    for peer, file in cfg.peers.items():
+        runner = PeerNetwork(file, cfg.threads, cfg.input_size)
+        rows.append(Row(peer, "onnx", "fp32", "peer", list(runner.input_shape[2:]),
+                        weights=f"peer file {Path(file).name}"))  # fmt: skip
+        preds.append((rows[-1].label, runner))
 
     say(f"timing {len(preds)} rows x {cfg.runs} runs, interleaved")
     results = benchmark(preds, image, boxes=boxes, runs=cfg.runs, warmup=cfg.warmup)
@@ -283,22 +318,27 @@ def run_perf(cfg: PerfConfig, progress=None) -> dict[str, Any]:
         "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
     }
     out["ratios"] = _ratios(rows, models)
+    say("accuracy guards: decoded keypoints of every path against fp32 on the COCO images")
+    row_guards(rows, [p for _, p in preds], _guard_images(path))
+    for name, scopes in int8_info.items():
+        for scope, info in scopes.items():
+            row = next(r for r in rows if r.model == name and r.precision == "int8"
+                       and r.int8_scope == scope)  # fmt: skip
+            info.update(weights=row.weights, guard=row.guard)
     if int8_info:
-        say("INT8 keypoint change vs fp32")
-        for name, info in int8_info.items():
-            b = built[name]
-            info.update(int8_keypoint_change(_predictor(b["onnx"], b["desc"], cfg),
-                                             _predictor(b["int8"], b["desc"], cfg),
-                                             cfg.weights.get(name, "random (seeded)")))  # fmt: skip
         out["int8"] = int8_info
     if cfg.int8_checkpoint:
-        say(f"INT8 AP change with {cfg.int8_checkpoint}")
+        say(f"AP of every path with {cfg.int8_checkpoint}")
         img0 = default_image()
         ann = img0.parent / "test_coco.json" if img0 is not None else None
         if ann is None or not ann.is_file():
             raise DataError("--int8-checkpoint needs the shared COCO samples (test_coco.json)")
         out["int8_checkpoint"] = int8_checkpoint_ap(cfg.int8_checkpoint, ann, workdir,
                                                     threads=cfg.threads)  # fmt: skip
+        checkpoint_guards(rows, out["int8_checkpoint"])
+    out["rows"] = [asdict(r) | {"label": r.label} for r in rows]
+    out["best"] = best_paths(rows, models, cfg.baseline)
+    out["skipped"] = skipped
     if cfg.flip_section:
         say("decode with flip off / on")
         out["flip"] = flip_section(built, image, gt, boxes, cfg, use_gt)
@@ -311,6 +351,124 @@ def run_perf(cfg: PerfConfig, progress=None) -> dict[str, Any]:
     return out
 
 
+class PeerNetwork:
+    """Any ONNX pose model's network, timed beside ours (no fusepose metadata needed): ONNX
+    Runtime with the same session options, on a fixed random input of its own shape (dynamic
+    dims: batch 1, H x W = ``input_hw``). Quacks like a Predictor for
+    :func:`~fusepose.benchmark.latency.benchmark`: preprocess and decode are 0 (network only)."""
+
+    compiled = False
+    kind = "peer"
+
+    def __init__(self, path: str | Path, threads: int, input_hw: Sequence[int]) -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"--peer {path}: ONNX file not found")
+        try:
+            self.session = ort.InferenceSession(str(path), session_options(threads),
+                                                providers=["CPUExecutionProvider"])  # fmt: skip
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises several private types
+            raise DataError(f"--peer {path}: onnxruntime cannot load it ({e})") from None
+        inp = self.session.get_inputs()[0]
+        dims = [d if isinstance(d, int) else None for d in inp.shape]
+        if len(dims) != 4:
+            raise DataError(f"--peer {path}: input {inp.shape} is not (B, 3, H, W)")
+        dims = [dims[0] or 1, dims[1] or 3, dims[2] or int(input_hw[0]), dims[3] or int(input_hw[1])]
+        self.input_name, self.input_shape = inp.name, dims
+        self.x = np.random.default_rng(0).random(dims, dtype=np.float32)
+        self.timings: dict[str, float] = {}
+
+    def predict_frame(self, image: np.ndarray, boxes: Any = None) -> list:
+        t0 = time.perf_counter()
+        self.session.run(None, {self.input_name: self.x})
+        ms = (time.perf_counter() - t0) * 1e3
+        self.timings = {"preprocess_ms": 0.0, "network_ms": ms, "decode_ms": 0.0, "total_ms": ms}
+        return []
+
+
+def _guard_images(path: Path) -> list[Path]:
+    """The benchmark image and the other COCO images beside it."""
+    return sorted({path, *path.parent.glob("*.jpg")})
+
+
+def row_guards(rows: list[Row], predictors: Sequence[Any], images: Sequence[Path]) -> None:
+    """Each row's accuracy guard (:func:`fusepose.inference.guard.guard`): its decoded people on
+    ``images`` (network outputs, whole-image boxes, no score threshold) against its model's fp32
+    reference row (ONNX Runtime, else PyTorch). Sets ``row.guard`` and ``row.guard_passed``."""
+    decoded: dict[int, list[PoseResult]] = {}
+
+    def people(i: int) -> list[PoseResult]:
+        if i not in decoded:
+            pred = predictors[i]
+            hook, pred.output_hook = pred.output_hook, None
+            try:
+                decoded[i] = [pred.predict_frame(read_image(p), boxes=whole_image_box(
+                    read_image(p)), score_thr=0.0) for p in images]  # fmt: skip
+            finally:
+                pred.output_hook = hook
+        return decoded[i]
+
+    for i, row in enumerate(rows):
+        if row.kind == "peer":
+            continue
+        ref = next((j for j, r in enumerate(rows) if r.model == row.model and r.precision == "fp32"
+                    and r.backend == "onnx"), None)  # fmt: skip
+        if ref is None:
+            ref = next(j for j, r in enumerate(rows) if r.model == row.model
+                       and r.precision == "fp32" and r.backend == "torch")  # fmt: skip
+        if ref == i:
+            row.guard, row.guard_passed = {"reference": True, "passed": True}, True
+            continue
+        row.guard = guard(people(ref), people(i))
+        row.guard_passed = bool(row.guard["passed"])
+
+
+# perf row (backend, precision, int8 scope) -> key of the checkpoint section's paths
+_CHECKPOINT_KEYS = {
+    ("onnx", "int8", "auto"): "onnx_int8", ("onnx", "int8", "whole"): "onnx_int8_whole",
+    ("openvino", "fp32", None): "openvino_fp32", ("openvino", "bf16", None): "openvino_bf16",
+    ("openvino", "int8", "auto"): "openvino_int8", ("torch", "bf16", None): "torch_bf16",
+    ("openvino", "int8", "whole"): "openvino_int8_whole", ("torch", "fp32", None): "torch_fp32",
+    ("torch-raw", "fp32", None): "torch_fp32", ("torch-compile", "fp32", None): "torch_fp32",
+}  # fmt: skip
+
+
+def checkpoint_guards(rows: list[Row], section: dict[str, Any]) -> None:
+    """Where the trained checkpoint of the section measured a row's path (its model), that
+    verdict (AP within 0.01 of fp32, keypoints median <= 0.5 px, p90 <= 2 px) decides
+    ``row.guard_passed``; the random-weight guard stays in ``row.guard``."""
+    from fusepose.modelfile import describe
+
+    name = describe(section["checkpoint"]).model
+    for row in rows:
+        key = _CHECKPOINT_KEYS.get((row.backend, row.precision, row.int8_scope))
+        g = section.get("paths", {}).get(key) if row.model == name and key else None
+        if g is not None:
+            row.guard = {**(row.guard or {}), "checkpoint": g}
+            row.guard_passed = bool(g["passed"])
+
+
+def best_paths(rows: list[Row], models: Sequence[str], baseline: str) -> dict[str, Any]:
+    """Per model the fastest row (end to end) whose guard passed, and for each model its
+    speed-up against the baseline's fp32 ONNX Runtime row and against the baseline's best."""
+    out: dict[str, Any] = {}
+    for name in models:
+        ok = [r for r in rows if r.model == name and r.guard_passed and r.total_ms > 0]
+        if ok:
+            b = min(ok, key=lambda r: r.total_ms)
+            out[name] = {"label": b.label, "total_ms": b.total_ms, "network_ms": b.network_ms}
+    base_ort = next((r for r in rows if r.model == baseline and r.backend == "onnx"
+                     and r.precision == "fp32"), None)  # fmt: skip
+    for d in out.values():
+        if base_ort is not None:
+            d["speedup_vs_baseline_onnx_fp32"] = round(base_ort.total_ms / d["total_ms"], 3)
+        if baseline in out:
+            d["speedup_vs_baseline_best"] = round(out[baseline]["total_ms"] / d["total_ms"], 3)
+    return out
+
+
 def _ratios(rows: list[Row], models: list[str]) -> dict[str, Any]:
     ratios: dict[str, Any] = {}
     def find(name: str, backend: str, precision: str = "fp32") -> Row | None:
@@ -319,7 +477,9 @@ def _ratios(rows: list[Row], models: list[str]) -> dict[str, Any]:
 
     for name in models:
         onnx_row, torch_row = find(name, "onnx"), find(name, "torch")
-        comp_row, int8_row = find(name, "torch-compile"), find(name, "onnx", "int8")
+        comp_row = find(name, "torch-compile")
+        int8_row = next((r for r in rows if r.model == name and r.backend == "onnx"
+                         and r.precision == "int8" and r.int8_scope != "whole"), None)  # fmt: skip
         entry: dict[str, Any] = {}
         if onnx_row and torch_row:
             entry["torch_over_onnx_network"] = round(torch_row.network_ms / onnx_row.network_ms, 3)

@@ -34,33 +34,57 @@ def to_markdown(res: dict[str, Any]) -> str:
     """The README table plus the extra sections, as markdown."""
     m, cfg = res["machine"], res["config"]
     crops = max((r["people"] for r in res["rows"] if r["kind"] == "top_down"), default=0)
+    kind = f"**{m['isa_kind']}** CPU, " if m.get("isa_kind") else ""
     lines = [
-        f"Machine: {m['cpu']} ({', '.join(m['isa'])}), {m['logical_cpus']} logical CPUs; "
+        f"Machine: {kind}{m['cpu']} ({', '.join(m['isa'])}), {m['logical_cpus']} logical CPUs; "
         f"{cfg['threads']} threads, batch 1, fp32 unless stated; Python {m['python']}, "
         f"torch {m['torch']}, onnxruntime {m['onnxruntime']}, numpy {m['numpy']}, "
-        f"OpenCV {m['opencv']}. Image {Path(res['image']).name} "
+        f"OpenCV {m['opencv']}{', OpenVINO ' + m['openvino'] if m.get('openvino') else ''}. "
+        f"Image {Path(res['image']).name} "
         f"({res['image_size'][1]}x{res['image_size'][0]}), decode on {res['decode_maps']}; "
         f"medians of {cfg['runs']} interleaved runs, {res['date_utc']} UTC.",
         "",
     ]
     header = ["model", "backend", "params (M)", "GMACs", "input", "preprocess ms", "network ms",
               "decode ms", "total ms", "fps",
-              f"speed-up vs {cfg['baseline']} (total / network)"]  # fmt: skip
+              f"speed-up vs {cfg['baseline']} (total / network)", "guard"]  # fmt: skip
     rows = []
     for r in res["rows"]:
         be = r["backend"] + ("" if r["precision"] == "fp32" else f" {r['precision']}")
+        be += " whole" if r.get("int8_scope") == "whole" else ""
+        if r["kind"] == "peer":
+            rows.append([r["model"], "onnx (peer, network only)", "-", "-",
+                         f"{r['input_size'][0]}x{r['input_size'][1]}", "-",
+                         f"{r['network_ms']:.1f}", "-", f"{r['total_ms']:.1f}", f"{r['fps']:.2f}",
+                         "-", "-"])  # fmt: skip
+            continue
         rows.append([
             r["model"], be, f"{r['params_m']:.2f}", f"{r['gmacs']:.2f}",
             f"{r['input_size'][0]}x{r['input_size'][1]}", f"{r['preprocess_ms']:.1f}",
             f"{r['network_ms']:.1f}", f"{r['decode_ms']:.1f}", f"{r['total_ms']:.1f}",
-            f"{r['fps']:.2f}", _x(r["speedup_total"], r["speedup_network"]),
+            f"{r['fps']:.2f}", _x(r["speedup_total"], r["speedup_network"]), _guard(r),
         ])  # fmt: skip
     lines += _table(header, rows)
     lines += [
         "",
         "GMACs: true conv MACs (transposed conv on its input grid); top-down rows run "
-        f"one crop per person ({crops} crops); speed-ups against the same backend.",
+        f"one crop per person ({crops} crops); speed-ups against the baseline's fp32 row on "
+        "the same backend. Weights: "
+        f"{_weights(res)}. Guard: decoded keypoints against the model's fp32 reference row on "
+        "the COCO images (median / 90th percentile px, people matched); *ckpt*: the verdict of "
+        "the trained checkpoint (AP within 0.01 of fp32, median <= 0.5 px, p90 <= 2 px).",
     ]
+    if res.get("skipped"):
+        why = sorted({f"{d['backend']} {d['precision']}: {d['why']}" for d in res["skipped"]})
+        lines += ["", "Not run on this CPU: " + "; ".join(why) + "."]
+    if res.get("best"):
+        rows = [[name, d["label"], f"{d['total_ms']:.1f}", f"{d['network_ms']:.1f}",
+                 _x(d.get("speedup_vs_baseline_onnx_fp32")), _x(d.get("speedup_vs_baseline_best"))]
+                for name, d in res["best"].items()]  # fmt: skip
+        lines += [""] + _table(
+            ["model", "fastest path whose guard passed", "total ms", "network ms",
+             f"speed-up vs {cfg['baseline']} ONNX fp32 (total)",
+             f"vs {cfg['baseline']}'s best (total)"], rows)  # fmt: skip
     if res.get("ratios"):
         rows = [[name, _x(d.get("torch_over_onnx_network")),
                  _x(d.get("compiled_over_onnx_network")),
@@ -84,14 +108,9 @@ def to_markdown(res: dict[str, Any]) -> str:
                 for name, d in res["threads"].items()]  # fmt: skip
         head = ["model (ORT network)", *(k.replace("_threads_ms", " thread(s) ms") for k in keys)]
         lines += [""] + _table([*head, "scaling"], rows)
-    for name, d in (res.get("int8") or {}).items():
-        if d["joints"]:
-            change = (f"mean keypoint change vs fp32 {_f(d['mean_px'], 2)} px over {d['joints']} "
-                      f"joints, max relative raw-output change {d['max_rel_output_change']}")  # fmt: skip
-        else:
-            change = "keypoint change not measurable with random weights (no confident joints)"
-        lines += ["", f"INT8 {name} ({d['weights']} weights): {change}; calibration "
-                  f"{d['calibration']}."]  # fmt: skip
+    for name, scopes in (res.get("int8") or {}).items():
+        for scope, d in scopes.items():
+            lines += ["", f"INT8 {name} ({scope} scope): calibration {d['calibration']}."]
     if res.get("int8_checkpoint"):
         d = res["int8_checkpoint"]
         if d.get("resize") == "letterbox":
@@ -105,6 +124,17 @@ def to_markdown(res: dict[str, Any]) -> str:
                   f" px (median {_f(d.get('int8_median_px'), 2)} px, "
                   f"{_f(d.get('int8_share_over_10px'), 3)} of the joints moved > 10 px), max "
                   f"{d['int8_max_px']:.2f} px over {d['joints']} joints."]  # fmt: skip
+        rows = [[k, _f(g.get("AP"), 3), _f(g.get("median_px"), 2), _f(g.get("p90_px"), 2),
+                 g.get("joints"), "pass" if g["passed"] else "FAIL", g["why"]
+                 + (" (bf16 emulated: accuracy only)" if g.get("emulated") else "")]
+                for k, g in (d.get("paths") or {}).items()]  # fmt: skip
+        if rows:
+            lines += ["", f"Every path on the checkpoint (reference ONNX fp32, AP "
+                      f"{d['AP_onnx_fp32']:.3f}):", ""]  # fmt: skip
+            lines += _table(["path", "AP", "median px", "p90 px", "joints", "guard", "why"], rows)
+        if d.get("unavailable"):
+            lines += ["", "Not measured: " + "; ".join(f"{k}: {v}"
+                                                       for k, v in d["unavailable"].items())]
     if res.get("peak"):
         p = res["peak"]
         rates = ", ".join(f"{k} {v} GMAC/s" for k, v in p["rates_gmac_s"].items())
@@ -116,6 +146,25 @@ def to_markdown(res: dict[str, Any]) -> str:
                          "FLOP-bound limit ms (all MACs at peak)", "ORT network ms", "x limit"],
                         rows)  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def _guard(r: dict[str, Any]) -> str:
+    g = r.get("guard") or {}
+    if g.get("reference"):
+        return "reference"
+    if r.get("guard_passed") is None:
+        return "-"
+    verdict = "pass" if r["guard_passed"] else "FAIL"
+    if "checkpoint" in g:
+        return f"{verdict} (ckpt)"
+    if g.get("median_px") is None:
+        return f"{verdict} (no joints)"
+    return f"{verdict} ({g['median_px']:.2f} / {g['p90_px']:.2f} px)"
+
+
+def _weights(res: dict[str, Any]) -> str:
+    seen = dict.fromkeys(f"{r['model']}: {r['weights']}" for r in res["rows"] if r.get("weights"))
+    return "; ".join(seen) or "-"
 
 
 def write_outputs(res: dict[str, Any], json_path: str | None, md_path: str | None) -> None:

@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from fusepose.assets import sample_image
-from fusepose.benchmark.cache import export_cached
 from fusepose.benchmark.latency import benchmark, default_image, gt_people
 from fusepose.cli.common import add_inference_arguments, add_model_arguments, build_predictor
 from fusepose.data.io import read_image
 from fusepose.errors import ConfigError
+from fusepose.export.cache import export_cached
 from fusepose.export.package import default_dynamic
 from fusepose.files import write_json_atomic
 from fusepose.inference.gt_outputs import bottom_up_gt_hook
@@ -68,6 +68,13 @@ def _onnx_of(pred: Predictor, name: str, workdir: Path) -> Path:
                          dynamic=default_dynamic(desc))  # fmt: skip
 
 
+def _tag(pred: Predictor) -> str:
+    """`` (onnx)``, `` (openvino int8)``, ``""`` for torch fp32."""
+    if pred.backend == "torch" and pred.precision == "fp32":
+        return ""
+    return f" ({pred.backend}{'' if pred.precision == 'fp32' else ' ' + pred.precision})"
+
+
 def run(args: argparse.Namespace) -> int:
     if args.runs < 1 or args.warmup < 0:
         raise ConfigError("--runs must be >= 1 and --warmup >= 0")
@@ -78,24 +85,31 @@ def run(args: argparse.Namespace) -> int:
     image = read_image(path)
     gt = gt_people(path)
     workdir = Path(args.workdir) if args.workdir else Path.home() / ".cache" / "fusepose" / "bench"
-    want_onnx = args.backend == "onnx" or bool(args.onnx)
+    want_onnx = args.backend in ("onnx", "openvino") or bool(args.onnx)
     args.random_weights = args.random_weights or not (args.weights or args.onnx)
-    # without --onnx the model runs in torch first and is exported below
-    args.backend = None if args.onnx else "torch"
-    first = build_predictor(args)
-    if want_onnx and first.runner is None:
-        onnx = _onnx_of(first, first.model_name, workdir)
-        logger.info("--backend onnx: exported %s", onnx)
-        first = Predictor(onnx, num_threads=args.threads, flip=args.flip, scales=args.scales)
-    preds = [(first.model_name + (" (onnx)" if first.runner else ""), first)]
+    file_options = dict(backend=args.backend if args.backend != "auto" else None,
+                        precision=args.precision, int8_scope=args.int8_scope,
+                        calibration=args.calibration, num_threads=args.threads, flip=args.flip,
+                        scales=args.scales)  # fmt: skip
+    if args.backend == "auto" or args.onnx:
+        first = build_predictor(args)
+    else:
+        # the module first (random or given weights), exported when a file backend is asked
+        torch_args = argparse.Namespace(**{**vars(args), "backend": "torch"})
+        first = build_predictor(torch_args, precision=None if want_onnx else args.precision)
+        if want_onnx:
+            onnx = _onnx_of(first, first.model_name, workdir)
+            logger.info("--backend %s: exported %s", args.backend, onnx)
+            first = Predictor(onnx, **file_options)
+    preds = [(first.model_name + _tag(first), first)]
     if args.compare:
         second = Predictor(args.compare, allow_random_weights=True, num_threads=args.threads,
                            flip=args.flip, input_size=first.geometry.size,
                            resize=first.geometry.mode if first.kind == "bottom_up" else None)  # fmt: skip
         if want_onnx:
             onnx2 = args.compare_onnx or _onnx_of(second, args.compare, workdir)
-            second = Predictor(onnx2, num_threads=args.threads, flip=args.flip)
-        preds.append((args.compare + (" (onnx)" if second.runner else ""), second))
+            second = Predictor(onnx2, **file_options)
+        preds.append((args.compare + _tag(second), second))
     if len({label for label, _ in preds}) < len(preds):
         preds = [(f"{label}[{i}]", p) for i, (label, p) in enumerate(preds)]
     h, w = image.shape[:2]
@@ -116,13 +130,14 @@ def run(args: argparse.Namespace) -> int:
         "flip": bool(first.flip),
         "gt_outputs": bool(args.gt_outputs),
         "weights": "given" if (args.weights or args.onnx) else "random (He init, BN calibrated)",
+        "auto": first.choice.report if first.choice is not None else None,
         "models": {},
     }
     print(f"{'model':<24} {'pre ms':>8} {'net ms':>9} {'dec ms':>8} {'total ms':>9} "
           f"{'min ms':>9} people")  # fmt: skip
     for (_label, p), res in zip(preds, results, strict=True):
         s = res.summary()
-        s.update(backend=p.backend, kind=p.kind, input_size=list(p.input_size),
+        s.update(backend=p.backend, precision=p.precision, kind=p.kind, input_size=list(p.input_size),
                  resize=p.geometry.mode)  # fmt: skip
         summary["models"][res.label] = s
         print(

@@ -13,6 +13,7 @@ from typing import Any
 
 from fusepose.errors import ConfigError
 from fusepose.geometry import GEOMETRY_MODES
+from fusepose.inference.backends import BACKENDS, INT8_SCOPE_CHOICES, PRECISIONS
 from fusepose.inference.predictor import Predictor
 
 __all__ = ["add_inference_arguments", "add_model_arguments", "build_predictor", "model_source"]
@@ -37,8 +38,22 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_inference_arguments(parser: argparse.ArgumentParser, *, boxes: bool = True) -> None:
     """Backend, test-time and output flags; each overrides the model file's stored value."""
-    parser.add_argument("--backend", choices=("torch", "onnx"), default=None,
-                        help="default: onnx for an .onnx file, else torch")  # fmt: skip
+    parser.add_argument(
+        "--backend", choices=(*BACKENDS, "auto"), default=None,
+        help="default: onnx for an .onnx file, else torch; openvino needs fusepose[openvino]; "
+        "auto: the fastest path whose accuracy guard passes on this CPU (measured once, cached "
+        "in ~/.cache/fusepose/auto)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, default=None,
+        help="fp32 (default), bf16 (torch / openvino, CPUs with AVX512_BF16 or AMX) or int8 "
+        "(onnx / openvino: static INT8, quantized on first use and cached)",
+    )  # fmt: skip
+    parser.add_argument("--int8-scope", choices=INT8_SCOPE_CHOICES, default="auto",
+                        help="int8: the model's measured default scope, or the whole graph")
+    parser.add_argument("--calibration", nargs="+", metavar="IMAGE", default=None,
+                        help="images for INT8 calibration and the auto accuracy guard "
+                        "(default: the bundled sample photo)")  # fmt: skip
     parser.add_argument("--onnx", metavar="FILE", help="exported model (implies --backend onnx)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads")
     parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
@@ -80,8 +95,9 @@ def model_source(args: argparse.Namespace) -> tuple[Any, Any]:
         if weights:
             raise ConfigError("--onnx and --weights: give one model file")
         weights = onnx
-    if getattr(args, "backend", None) == "onnx" and not (onnx or str(weights or model).endswith(".onnx")):
-        raise ConfigError("--backend onnx needs an .onnx file (MODEL, --weights or --onnx)")
+    backend = getattr(args, "backend", None)
+    if backend in ("onnx", "openvino") and not (onnx or str(weights or model).endswith(".onnx")):
+        raise ConfigError(f"--backend {backend} needs an .onnx file (MODEL, --weights or --onnx)")
     if not model and not weights:
         raise ConfigError("no model: give MODEL (a name or a file), --weights FILE or --onnx FILE")
     named = model and not Path(str(model)).suffix and not Path(str(model)).is_file()
@@ -115,6 +131,9 @@ def build_predictor(args: argparse.Namespace, **kwargs: Any) -> Predictor:
         score_thr=getattr(args, "score_thr", None),
         kpt_thr=getattr(args, "kpt_thr", None),
         compile=bool(getattr(args, "compile", False)),
+        precision=getattr(args, "precision", None),
+        int8_scope=getattr(args, "int8_scope", None) or "auto",
+        calibration=getattr(args, "calibration", None),
     )
     options.update(kwargs)
-    return Predictor(model, **options)
+    return Predictor(model, **options)  # --backend auto logs its choice (AutoChoice.describe)

@@ -59,6 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="PCKh: predictions are 0-based (1 is added before scoring); default 1-based",
     )
     parser.add_argument("--report", type=Path, help="write the metrics as JSON here")
+    from fusepose.inference.backends import BACKENDS, INT8_SCOPE_CHOICES, PRECISIONS
+
     g = parser.add_argument_group("model mode (run a model, then score it)")
     g.add_argument("--model", help="registered model name, or a checkpoint / .onnx file")
     g.add_argument("--weights", help="checkpoint of that model (may stand alone)")
@@ -76,6 +78,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     g.add_argument("--threads", type=int, default=None, help="CPU threads")
+    # --backend names the COCO evaluator here; the inference backend is --runtime
+    g.add_argument("--runtime", choices=(*BACKENDS, "auto"), default=None,
+                   help="inference backend (as `fusepose predict --backend`)")  # fmt: skip
+    g.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="fp32, bf16 or int8 (as `fusepose predict --precision`)")  # fmt: skip
+    g.add_argument("--int8-scope", choices=INT8_SCOPE_CHOICES, default="auto")
+    g.add_argument("--calibration", nargs="+", metavar="IMAGE", default=None,
+                   help="INT8 calibration / auto guard images")  # fmt: skip
     g.add_argument("--save-results", type=Path, help="also write the model's COCO results")
 
 
@@ -174,7 +184,7 @@ def _run_model(args: argparse.Namespace) -> list[dict]:
     if not Path(args.images).is_dir():
         raise ConfigError(f"--images {args.images}: not a folder")
     args.random_weights = False
-    predictor = build_predictor(args)
+    predictor = build_predictor(argparse.Namespace(**{**vars(args), "backend": args.runtime}))
     if predictor.kind == "top_down" and not (args.det_file or args.gt_boxes):
         raise ConfigError(
             f"{predictor.model_name} is top-down: give --det-file DET or --gt-boxes"

@@ -6,8 +6,11 @@ and a JSON with every number (see ``fusepose.benchmark.perf_table``)::
 
     fusepose perf --json perf.json --markdown perf.md
 
-Weights are random (seeded) unless ``--weights MODEL=FILE``; bottom-up decode then runs on maps
-rendered from the image's ground truth so it sees a realistic number of peaks.
+Weights are random unless ``--weights MODEL=FILE`` (He init with BatchNorm statistics calibrated
+on the image: ``fusepose.models.init.random_inference_weights``; the JSON rows say which);
+bottom-up decode then runs on maps rendered from the image's ground truth so it sees a
+realistic number of peaks. Every backend and precision this CPU runs gets a row with its
+accuracy guard; ``--peer NAME=FILE.onnx`` times another ONNX model's network beside them.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from fusepose.benchmark.perf_table import BACKENDS, DEFAULT_MODELS
+    from fusepose.inference.backends import PRECISIONS
 
     parser.add_argument(
         "--models",
@@ -31,8 +35,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--baseline", default="higherhrnet_w32", help="speed-up reference")
     parser.add_argument(
-        "--backends", nargs="+", default=["onnx", "torch"], choices=BACKENDS,
-        help="torch-compile: torch.compile rows (compiled in the warmup, minutes per model)",
+        "--backends", nargs="+", default=["onnx", "torch", "openvino"], choices=BACKENDS,
+        help="torch-compile: torch.compile rows (compiled in the warmup, minutes per model); "
+        "openvino needs fusepose[openvino]",
+    )
+    parser.add_argument(
+        "--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS,
+        help="precisions tried on each backend; those this CPU cannot run are listed as "
+        "skipped (default: all)",
+    )
+    parser.add_argument(
+        "--peer", action="append", default=[], metavar="NAME=FILE.onnx",
+        help="another ONNX pose model whose network is timed beside ours, interleaved "
+        "(no fusepose metadata needed; repeatable)",
     )
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (ORT and torch)")
     parser.add_argument("--runs", type=int, default=10)
@@ -63,7 +78,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--int8-checkpoint",
         metavar="FILE",
-        help="trained bottom-up checkpoint: COCO AP fp32 vs INT8 on the shared COCO samples",
+        help="trained bottom-up checkpoint: COCO AP of every path (fp32, INT8, OpenVINO, bf16) "
+        "on the shared COCO samples; its verdict is the guard of that model's rows",
     )
     parser.add_argument(
         "--raw-torch", action="store_true", help="add eager rows of the unmodified modules"
@@ -78,19 +94,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--markdown", metavar="FILE", help="write the markdown tables here")
 
 
+def _pairs(items: list[str], flag: str, form: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"{flag} {item!r}: expected {form}")
+        out[name] = path
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from fusepose.benchmark.perf_table import PerfConfig, run_perf, to_markdown, write_outputs
 
-    weights = {}
-    for item in args.weights:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise ConfigError(f"--weights {item!r}: expected MODEL=FILE")
-        weights[name] = path
+    weights = _pairs(args.weights, "--weights", "MODEL=FILE")
+    peers = _pairs(args.peer, "--peer", "NAME=FILE.onnx")
     cfg = PerfConfig(
         models=tuple(args.models),
         baseline=args.baseline,
         backends=tuple(args.backends),
+        precisions=tuple(args.precisions),
+        peers=peers,
         threads=args.threads,
         runs=args.runs,
         warmup=args.warmup,

@@ -7,13 +7,15 @@ Predictor does (:func:`calibration_inputs`).
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from fusepose.cpu import has_vnni
 from fusepose.data.io import read_image
 from fusepose.data.synth import synthetic_image
 from fusepose.errors import CheckpointError, ConfigError, DataError
@@ -21,8 +23,8 @@ from fusepose.geometry import letterbox_matrix, warp_image
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["INT8_SCOPES", "calibration_inputs", "inline_identity_initializers", "int8_scope",
-           "quantize_int8"]  # fmt: skip
+__all__ = ["INT8_SCOPES", "calibration_inputs", "default_reduce_range",
+           "inline_identity_initializers", "int8_scope", "quantize_cached", "quantize_int8"]  # fmt: skip
 
 
 def calibration_inputs(
@@ -79,6 +81,44 @@ def int8_scope(model_name: str | None) -> str | None:
     return INT8_SCOPES.get(str(model_name or ""))
 
 
+def default_reduce_range() -> bool:
+    """7-bit weights unless this CPU has VNNI (whose ``vpdpbusd`` does not saturate)."""
+    return not has_vnni()
+
+
+def quantize_cached(
+    fp32_path: str | Path,
+    inputs: Callable[[], Sequence[np.ndarray]],
+    *,
+    scope: str | None = "auto",
+    reduce_range: bool | None = None,
+    calibration_key: str = "",
+    cache_dir: str | Path | None = None,
+) -> Path:
+    """:func:`quantize_int8` of ``fp32_path`` into ``cache_dir`` (default
+    ``~/.cache/fusepose/int8``), reused when present.
+
+    ``inputs()`` gives the calibration inputs (called only when the file must be made);
+    ``calibration_key`` names them (e.g. the image names). The cached file's name holds a hash
+    of the fp32 file, the scope, the weight range, the calibration key and this module's
+    source, so a stale file is never reused. ``reduce_range`` None: :func:`default_reduce_range`.
+    """
+    fp32_path = Path(fp32_path)
+    if not fp32_path.is_file():
+        raise CheckpointError(f"{fp32_path}: ONNX file not found")
+    rr = default_reduce_range() if reduce_range is None else bool(reduce_range)
+    digest = hashlib.sha1(fp32_path.read_bytes())
+    digest.update(Path(__file__).read_bytes())
+    digest.update(f"{scope}|{rr}|{calibration_key}".encode())
+    folder = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "fusepose" / "int8"
+    out = folder / f"{fp32_path.stem}_int8_{digest.hexdigest()[:12]}.onnx"
+    if not out.is_file():
+        tmp = out.with_name(out.stem + ".tmp.onnx")
+        quantize_int8(fp32_path, tmp, list(inputs()), scope=scope, reduce_range=rr)
+        tmp.replace(out)
+    return out
+
+
 def quantize_int8(
     fp32_path: str | Path,
     int8_path: str | Path,
@@ -89,7 +129,7 @@ def quantize_int8(
     method: str = "minmax",
     preprocess: bool = False,
     exclude_attention: bool = True,
-    reduce_range: bool = True,
+    reduce_range: bool | None = None,
     activation_type: str = "uint8",
     weight_type: str = "int8",
     quant_format: str = "qdq",
@@ -107,7 +147,7 @@ def quantize_int8(
 
     ``scope``: quantize only the nodes whose name contains this string (e.g. "/model/head/");
     ``"auto"`` (default): :data:`INT8_SCOPES` for the model named in the file's metadata
-    (L-MFNet: the head only), else the whole graph; None: the whole graph.
+    (L-MFNet: the head only), else the whole graph; None or ``"whole"``: the whole graph.
     ``op_types``: operators to quantize (default None: every operator ONNX Runtime can
     quantize, so consecutive int8 ops need no Q/DQ in between; convolutions only was no
     faster than fp32 on L-MFNet because of the Q/DQ and layout changes around every conv).
@@ -116,7 +156,8 @@ def quantize_int8(
     ``QLinearGlobalAveragePool`` nodes that fail at run time on some scales (excluding only the
     GlobalAveragePool is not enough: the fusion needs just its neighbours' Q/DQ).
     ``exclude_depthwise``: keep grouped (depthwise) convs in float.
-    ``reduce_range`` (default True): 7-bit weights. ONNX Runtime's u8 x s8 kernel on x86 CPUs
+    ``reduce_range``: 7-bit weights (default None: on CPUs without VNNI, full 8 bits with
+    VNNI, :func:`default_reduce_range`). ONNX Runtime's u8 x s8 kernel on x86 CPUs
     without VNNI (``vpmaddubsw``) saturates int16 sums of two 8-bit products; with full-range
     weights the overfit L-MFNet checkpoint fell from AP 0.98 to 0.57, with 7-bit weights it kept
     0.91 (whole graph) / 0.98 (head only). Same speed.
@@ -166,6 +207,10 @@ def quantize_int8(
     if scope == "auto":
         meta = {p.key: p.value for p in model_proto.metadata_props}
         scope = int8_scope(meta.get("fusepose.model_name"))
+    elif scope == "whole":
+        scope = None
+    if reduce_range is None:
+        reduce_range = default_reduce_range()
 
     class _Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -199,12 +244,14 @@ def quantize_int8(
         quant_pre_process(str(tmp), str(tmp), skip_symbolic_shape=True)
     # A scoped quantization needs the ranges of its own tensors only: collect them directly
     # (seconds) instead of ORT's calibrator, which adds a ReduceMin / ReduceMax pair to every
-    # tensor of the graph (minutes on L-MFNet at 512). Same MinMax statistics.
+    # tensor of the graph (minutes on L-MFNet at 512). Same MinMax statistics. The whole graph
+    # the same way: every node's float tensors fetched directly, one input at a time.
     scoped_cache = None
     calib_options = any(k.startswith(("Calib", "SmoothQuant")) for k in (extra_options or {}))
-    if nodes and method == "minmax" and cache is None and inputs and not calib_options:
+    if method == "minmax" and cache is None and inputs and not calib_options:
         scoped_cache = int8_path.with_suffix(".calib.json")
-        _scoped_minmax_cache(tmp, set(nodes), inputs, input_name, scoped_cache)
+        calibrated = set(nodes) if nodes else {n.name for n in model_proto.graph.node}
+        _scoped_minmax_cache(tmp, calibrated, inputs, input_name, scoped_cache)
         cache = scoped_cache
     try:
         quantize_static(

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fusepose.cpu import unavailable_bf16
 from fusepose.errors import ConfigError
 from fusepose.export.optimize import optimize_for_inference
 from fusepose.models.deploy import InferenceWrapper
@@ -43,6 +44,10 @@ class TorchNetwork:
     (``fusepose.export.optimize.optimize_for_inference``: BN folded, cheaper attention
     operators, channels-last on CPU; the same outputs up to float rounding). compile: also
     ``torch.compile`` it; if compilation fails it warns once and runs uncompiled.
+    precision: ``fp32``, or ``bf16`` (``torch.autocast`` to bfloat16: oneDNN's bf16
+    convolutions; on a CPU without AVX512_BF16 / AMX-BF16 a ConfigError says so, unless
+    ``emulate_bf16``, which runs PyTorch's slow emulation: for accuracy checks only). INT8 has
+    no PyTorch path here (ONNX Runtime and OpenVINO run it).
     """
 
     def __init__(
@@ -51,8 +56,18 @@ class TorchNetwork:
         device: str = "cpu",
         optimize: bool = True,
         compile: bool = False,  # noqa: A002 - mirrors torch.compile
+        precision: str = "fp32",
+        emulate_bf16: bool = False,
     ) -> None:
         self.device = resolve_device(device)
+        if precision not in ("fp32", "bf16"):
+            raise ConfigError(f"precision {precision!r} on the torch backend: use fp32 or bf16 "
+                              "(int8 runs with --backend onnx or openvino)")  # fmt: skip
+        if precision == "bf16" and self.device == "cpu" and not emulate_bf16:
+            reason = unavailable_bf16()
+            if reason:
+                raise ConfigError(reason)
+        self.precision = precision
         self.model = model.to(self.device).eval()
         self.kind = model.info.kind
         net = optimize_for_inference(self.model, channels_last=self.device == "cpu") if optimize else self.model
@@ -63,7 +78,9 @@ class TorchNetwork:
 
     def __call__(self, x: np.ndarray) -> list[np.ndarray]:
         xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
-        with torch.inference_mode():
+        cast = torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16,
+                              enabled=self.precision == "bf16")  # fmt: skip
+        with torch.inference_mode(), cast:
             try:
                 out = self.module(xt)
             except Exception as e:  # noqa: BLE001 - any compiler failure: fall back, say so

@@ -1,7 +1,10 @@
 """``Predictor``: image / folder / video / webcam -> people with keypoints in original pixels.
 
-A Predictor is three parts: a network (:class:`~fusepose.inference.network.TorchNetwork` or
-ONNX Runtime's :class:`~fusepose.export.runtime.OnnxRunner`), the family pipeline of the model's
+A Predictor is three parts: a network (:class:`~fusepose.inference.network.TorchNetwork`,
+ONNX Runtime's :class:`~fusepose.export.runtime.OnnxRunner` or OpenVINO's
+:class:`~fusepose.export.openvino_runtime.OpenVinoRunner`, at a precision:
+:mod:`fusepose.inference.backends`; ``backend="auto"`` measures them,
+:mod:`fusepose.inference.auto`), the family pipeline of the model's
 description (:mod:`fusepose.codecs.pipelines`: warp, flip / multi-scale, decode, rescoring,
 NMS, mapping back) and, for top-down models, a source of person boxes (the caller, a detection
 file or a bottom-up detector Predictor). The model file says how to run itself::
@@ -33,8 +36,11 @@ from fusepose.data.io import read_image
 from fusepose.description import ModelDescription, TestSettings, default_description_for
 from fusepose.errors import CheckpointError, ConfigError
 from fusepose.evaluation.nms import oks_nms
-from fusepose.export.runtime import OnnxRunner
+from fusepose.export.metadata import read_description
+from fusepose.export.runtime import ExportedNetwork, is_quantized
 from fusepose.geometry import InputGeometry
+from fusepose.inference.auto import AutoChoice, choose_path
+from fusepose.inference.backends import INT8_SCOPE_CHOICES, InferencePath, make_network
 from fusepose.inference.boxes import DetectionBoxes, ImageIds, boxes_from_people, whole_image_box
 from fusepose.inference.network import TorchNetwork, resolve_device
 from fusepose.inference.sources import Frame, check_image_array, iter_frames, source_kind
@@ -62,7 +68,15 @@ class Predictor:
         description: run with this :class:`~fusepose.description.ModelDescription` (e.g.
             the training run's, for an ``nn.Module``).
         device: "cpu", "cuda", "cuda:N" or "auto".
-        backend: "torch" or "onnx" (default: from the file, ``.onnx`` -> onnx).
+        backend: "torch", "onnx", "openvino" (both on an ``.onnx`` file) or "auto" (the
+            fastest path whose accuracy guard passes on this CPU, measured once and cached:
+            :mod:`fusepose.inference.auto`; ``predictor.choice`` tells what was chosen).
+            Default: from the file, ``.onnx`` -> onnx.
+        precision: "fp32", "bf16" or "int8" (:mod:`fusepose.inference.backends`; a path this
+            CPU cannot run is a one-line ConfigError). Default: fp32, or an INT8 file's own.
+        int8_scope: "auto" (the model's measured default) or "whole" (the whole graph).
+        calibration: images (paths or BGR arrays) for INT8 calibration and the ``auto`` guard
+            (default: the bundled sample photo; calibration adds 3 synthetic images).
         flip, scales, input_size, resize, nms_thr, score_thr, kpt_thr, skeleton: override the
             description's values. ``input_size``: one int (short side / square) or (H, W), in
             the stored geometry mode; ``resize``: the mode (``short_side``, ``letterbox``,
@@ -101,6 +115,10 @@ class Predictor:
         description: ModelDescription | None = None,
         optimize: bool = True,
         compile: bool = False,  # noqa: A002 - mirrors torch.compile
+        precision: str | None = None,
+        int8_scope: str = "auto",
+        calibration: Sequence[Any] | None = None,
+        emulate_bf16: bool = False,
     ) -> None:
         if num_threads is not None:
             if int(num_threads) < 1:
@@ -115,16 +133,18 @@ class Predictor:
         self.output_hook: Callable[[list[np.ndarray], list[np.ndarray]], list[np.ndarray]] | None
         self.output_hook = None
         self.model: torch.nn.Module | None = None
-        self.runner: OnnxRunner | None = None
+        self.runner: ExportedNetwork | None = None
         self.network: TorchNetwork | None = None
+        self.choice: AutoChoice | None = None
         self._net: Network
+        if int8_scope not in INT8_SCOPE_CHOICES:
+            raise ConfigError(f"int8 scope {int8_scope!r}: use {' or '.join(INT8_SCOPE_CHOICES)}")
 
         name, path, backend = _what_to_load(model, weights, onnx_path, backend)
-        self.backend = backend
         module, random_weights = None, False
-        if backend == "onnx":
-            self.runner = OnnxRunner(path, num_threads=num_threads, device=self.device)
-            desc = self.runner.description
+        onnx_file = path if path is not None and path.suffix.lower() == ".onnx" else None
+        if onnx_file is not None:
+            desc = read_description(onnx_file)
             if name and desc.model and name != desc.model:
                 raise CheckpointError(f"{path}: exported from {desc.model!r}, not {name!r}")
         else:
@@ -136,6 +156,34 @@ class Predictor:
         info = module.info if module is not None else _registered(self.description.model)
         if self.description.geometry.fixed and info is not None:
             info.check_input_size(self.description.geometry.size)
+        self.pipeline_batch = batch_size
+        self._codec_kwargs = dict(codec_kwargs or {})
+        self.pipeline = build_pipeline(self.description, batch_size=batch_size,
+                                       **self._codec_kwargs)  # fmt: skip
+        if module is not None and random_weights:
+            random_inference_weights(module, [torch.from_numpy(self.sample_input())])
+        build = dict(module=module, onnx_file=onnx_file, desc=self.description,
+                     pipeline=self.pipeline, threads=num_threads, device=self.device,
+                     calibration=calibration)  # fmt: skip
+        if backend == "auto":
+            self.choice = choose_path(model_file=path, **build)
+            net, chosen = self.choice.network, self.choice.path
+            logger.info("%s", self.choice.describe())
+        else:
+            if precision is None:
+                precision = "int8" if onnx_file is not None and is_quantized(onnx_file) else "fp32"
+            chosen = InferencePath(backend, precision, int8_scope)
+            net = make_network(chosen, optimize=optimize, compile=compile,
+                               emulate_bf16=emulate_bf16, **build)  # fmt: skip
+        self.backend = chosen.backend
+        self.precision = str(getattr(net, "precision", chosen.precision))
+        if isinstance(net, TorchNetwork):
+            self.network = net
+            self.model = net.model
+        else:
+            self.runner = net
+            self.model = module
+        self._net = net
         if self.runner is not None and self.runner.fixed_hw is not None:
             if self.description.geometry.size != tuple(self.runner.fixed_hw):
                 raise ConfigError(
@@ -143,18 +191,6 @@ class Predictor:
                     f"geometry asks for {self.description.geometry.describe()}; re-export with "
                     "--dynamic or keep the exported size"
                 )
-        self.pipeline_batch = batch_size
-        self._codec_kwargs = dict(codec_kwargs or {})
-        self.pipeline = build_pipeline(self.description, batch_size=batch_size,
-                                       **self._codec_kwargs)  # fmt: skip
-        if module is not None:
-            if random_weights:
-                random_inference_weights(module, [torch.from_numpy(self.sample_input())])
-            self.network = TorchNetwork(module, self.device, optimize=optimize, compile=compile)
-            self.model = self.network.model
-            self._net: Network = self.network
-        else:
-            self._net = self.runner  # type: ignore[assignment]
 
         self.detections = DetectionBoxes(det_file, det_thr) if det_file else None
         self.detector: Predictor | None = None
@@ -375,8 +411,8 @@ def _registered(name: str):
 
 def _what_to_load(model: Any, weights: Any, onnx_path: Any, backend: str | None):
     """``(registered name or None, file path or None, backend)`` of the constructor args."""
-    if backend not in (None, "torch", "onnx"):
-        raise ConfigError(f"backend {backend!r}: use 'torch' or 'onnx'")
+    if backend not in (None, "torch", "onnx", "openvino", "auto"):
+        raise ConfigError(f"backend {backend!r}: use 'torch', 'onnx', 'openvino' or 'auto'")
     name: str | None = None
     path: Path | None = None
     if isinstance(model, str | Path) and not isinstance(model, bool):
@@ -390,10 +426,12 @@ def _what_to_load(model: Any, weights: Any, onnx_path: Any, backend: str | None)
         if path is not None and Path(file) != path:
             raise ConfigError(f"two model files given: {path} and {file}")
         path = Path(file)
+    if backend == "auto":
+        return name, path, "auto"
     if path is not None and path.suffix.lower() == ".onnx":
         if backend == "torch":
-            raise ConfigError(f"{path}: an ONNX file needs backend 'onnx'")
-        return name, path, "onnx"
-    if backend == "onnx":
-        raise ConfigError("backend 'onnx' needs an .onnx file (see `fusepose export`)")
+            raise ConfigError(f"{path}: an ONNX file needs backend 'onnx' or 'openvino'")
+        return name, path, backend or "onnx"
+    if backend in ("onnx", "openvino"):
+        raise ConfigError(f"backend {backend!r} needs an .onnx file (see `fusepose export`)")
     return name, path, "torch"
