@@ -7,7 +7,7 @@ import logging
 
 from tqdm import tqdm
 
-from fusepose.data.synth import generate_synthetic
+from fusepose.data.synth import PRESETS, generate_synthetic
 
 logger = logging.getLogger(__name__)
 
@@ -17,6 +17,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=int, default=200, help="number of images (default 200)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--size", type=int, default=512, help="image side in pixels (default 512)")
+    parser.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        default="default",
+        help="rendering settings: default (1-6 people, crowd scenes) or demo (1-3 people, the "
+        "demo's and the CPU ablations' set)",
+    )
     parser.add_argument(
         "--val-fraction",
         type=float,
@@ -33,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             size=args.size,
             val_fraction=args.val_fraction,
+            config=PRESETS[args.preset],
             progress=bar.update,
         )
     print(f"wrote {paths['train']}, {paths['val']} and {paths['images']}/")
