@@ -46,6 +46,7 @@ from fusepose.engine.optim import build_optimizer, lr_factor
 from fusepose.engine.validate import evaluate_model, run_description
 from fusepose.errors import CheckpointError, ConfigError, FusePoseError
 from fusepose.losses import build_loss
+from fusepose.losses.ae import AE_TYPES
 from fusepose.models.registry import create_model, list_models
 
 __all__ = [
@@ -150,6 +151,8 @@ class Trainer:
 
         if loss_fn is None:
             lc = cfg.loss
+            if lc.ae_type not in AE_TYPES:
+                raise ConfigError(f"loss.ae_type: {lc.ae_type!r} is not one of {AE_TYPES}")
             if self.kind == "bottom_up":
                 loss_fn = build_loss(
                     "bottom_up",
@@ -157,6 +160,7 @@ class Trainer:
                     heatmap_weights=lc.heatmap_weights,
                     push_factor=lc.push_factor,
                     pull_factor=lc.pull_factor,
+                    ae_type=lc.ae_type,
                 )
             else:
                 loss_fn = build_loss("top_down", self.num_keypoints, stage_weights=lc.stage_weights)
