@@ -146,8 +146,8 @@ PRESETS: dict[str, SynthConfig] = {
     # the demo's and the CPU ablations' set: one to three people large enough for a 128-px
     # input, every view (front the most frequent, as in photos), flip on, people cut by the
     # border, iscrowd clusters in 10 % of the images; no crowd scenes
-    "demo": SynthConfig(min_people=1, max_people=3, min_torso=0.15, max_torso=0.24, edge=0.0,
-                        max_blobs=3, views=(0.5, 0.25, 0.25), crowd_prob=0.0,
+    "demo": SynthConfig(min_people=1, max_people=3, min_torso=0.18, max_torso=0.26, edge=-0.05,
+                        max_blobs=2, views=(0.6, 0.2, 0.2), crowd_prob=0.0,
                         iscrowd_prob=0.1),
 }  # fmt: skip
 

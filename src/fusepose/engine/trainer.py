@@ -1,6 +1,6 @@
 """The training loop: plain and readable, torchvision-references style.
 
-    cfg = load_config("configs/lmfnet_synth-128_1xb4-30e.yaml")
+    cfg = load_config("configs/lmfnet_synth-128_1xb8-8e.yaml")
     result = train(cfg, resume="auto")
 
 One process per device; under ``torchrun`` the default process group is initialised from the
