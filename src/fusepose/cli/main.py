@@ -28,6 +28,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "bench": ("bench", "latency split into preprocess / network / decode"),
     "bench-data": ("bench_data", "data-loader throughput and decode time"),
     "perf": ("perf", "the performance table: params, GMACs, latency split, speed-up"),
+    "ablate": ("ablate", "train a paper's ablation (table3, sfm-attention) with one recipe"),
 }
 
 
