@@ -117,3 +117,34 @@ def test_unknown_experiment_variant_and_budget_are_user_errors(tmp_path):
         run_ablation("table3", tmp_path, budget="huge")
     with pytest.raises(ConfigError, match="--data: missing"):
         run_ablation("table3", tmp_path, data={"train_ann": "x.json"})
+
+
+def _gt_and_perfect(n: int):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    images, anns, res = [], [], []
+    for i in range(1, n + 1):
+        kp = np.concatenate([rng.uniform(20, 80, (17, 2)), np.full((17, 1), 2.0)], 1)
+        images.append({"id": i, "file_name": f"{i}.jpg", "width": 100, "height": 100})
+        anns.append({"id": i, "image_id": i, "category_id": 1, "iscrowd": 0, "area": 2000.0,
+                     "bbox": [20, 20, 60, 60], "num_keypoints": 17,
+                     "keypoints": kp.reshape(-1).tolist()})  # fmt: skip
+        res.append({"image_id": i, "category_id": 1, "score": 1.0,
+                    "keypoints": kp.reshape(-1).tolist()})  # fmt: skip
+    cats = [{"id": 1, "name": "person", "keypoints": [str(k) for k in range(17)], "skeleton": []}]
+    return {"images": images, "annotations": anns, "categories": cats}, res
+
+
+def test_bootstrap_ap_spread():
+    """GT as predictions: AP 1 on every resample (no spread). Predictions on half the images:
+    the resamples' AP varies with how many of those were drawn, around the full set's AP."""
+    from fusepose.evaluation import bootstrap_ap, evaluate_coco
+
+    gt, res = _gt_and_perfect(8)
+    b = bootstrap_ap(gt, res, resamples=20)
+    assert b == {"AP_std": 0.0, "AP_lo": 1.0, "AP_hi": 1.0}
+    half = [r for r in res if r["image_id"] <= 4]
+    full = evaluate_coco(gt, half, backend="faster", per_keypoint=False)["AP"]
+    b = bootstrap_ap(gt, half, resamples=40, seed=1)
+    assert b["AP_std"] > 0.05 and b["AP_lo"] < full < b["AP_hi"]

@@ -45,6 +45,7 @@ from fusepose.data.synth import PRESETS, generate_synthetic
 from fusepose.engine.config import Config, config_to_dict, load_config
 from fusepose.engine.trainer import Trainer
 from fusepose.errors import ConfigError
+from fusepose.evaluation.coco import bootstrap_ap
 from fusepose.files import write_json_atomic, write_text_atomic
 from fusepose.inference.boxes import gt_boxes
 from fusepose.inference.dataset import evaluate_dataset
@@ -108,12 +109,11 @@ EXPERIMENTS: dict[str, Experiment] = {
         variants=("sfm_coco_noatt", "sfm_coco_sa", "sfm_coco"),
         paper_metric="AP",
         configs={
-            "smoke": "ablation-sfm-attention_synth-128x96_1xb16-4e.yaml",
-            "cpu": "ablation-sfm-attention_synth-128x96_1xb16-4e.yaml",
+            "smoke": "ablation-sfm-attention_synth-64x48_1xb16-4e.yaml",
+            "cpu": "ablation-sfm-attention_synth-64x48_1xb16-4e.yaml",
             "paper": "sfm_coco-256x192_4xb64-210e.yaml",
         },  # fmt: skip
         smoke=(
-            "data.input_size=[64,48]",
             "model.overrides.widths=[8,16,24,32]",
             "model.overrides.depths=[1,1,1,1]",
             "model.overrides.stem_width=8",
@@ -192,12 +192,23 @@ def _train_variant(cfg: Config, run_dir: Path, say: Callable[[str], None]) -> di
     }
 
 
-def _score(checkpoint: str, cfg: Config, threads: int | None) -> dict[str, Any]:
-    """COCO OKS AP of a checkpoint on ``cfg.data.val_ann``: the one dataset loop."""
+def _score(checkpoint: str, cfg: Config, threads: int | None, resamples: int) -> dict[str, Any]:
+    """COCO OKS AP of a checkpoint on ``cfg.data.val_ann`` (the one dataset loop) and its
+    bootstrap spread over the held-out images."""
     predictor = Predictor(checkpoint, num_threads=threads)
     m = evaluate_dataset(predictor, cfg.data.val_ann, cfg.data.val_images, boxes="auto",
                          max_images=cfg.data.max_val_images, backend=cfg.eval.backend)  # fmt: skip
-    return {k: float(m[k]) for k in ("AP", "AP50", "AP75", "AR")} | {"people": len(m["results"])}
+    out = {k: float(m[k]) for k in ("AP", "AP50", "AP75", "AR")} | {"people": len(m["results"])}
+    if resamples > 1:
+        if cfg.data.max_val_images:  # scored on the first images only: resample those
+            data = json.loads(Path(cfg.data.val_ann).read_text())
+            keep = {im["id"] for im in data["images"][: cfg.data.max_val_images]}
+            gt: Any = {**data, "images": [im for im in data["images"] if im["id"] in keep],
+                       "annotations": [a for a in data["annotations"] if a["image_id"] in keep]}  # fmt: skip
+        else:
+            gt = cfg.data.val_ann
+        out.update(bootstrap_ap(gt, m["results"], resamples=resamples))
+    return out
 
 
 def _complexity(name: str, cfg: Config) -> dict[str, Any]:
@@ -247,6 +258,7 @@ def run_ablation(
     threads: int = 1,
     latency_runs: int = 10,
     latency_warmup: int = 2,
+    bootstrap: int | None = None,
     say: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Train, score and time every variant of ``experiment`` into ``out``; writes
@@ -255,7 +267,8 @@ def run_ablation(
 
     ``data``: ``train_ann, train_images, val_ann, val_images`` of any COCO-format set (default:
     the synthetic set, or the paper config's COCO paths for ``budget="paper"``);
-    ``overrides``: ``KEY=VALUE`` config changes applied to every variant alike.
+    ``overrides``: ``KEY=VALUE`` config changes applied to every variant alike;
+    ``bootstrap``: resamples of the held-out images for the AP spread (default 100, smoke 10).
     """
     say = say or (lambda msg: logger.info("%s", msg))
     exp = _experiment(experiment)
@@ -290,7 +303,8 @@ def run_ablation(
             f"{cfg.train.batch_size}, input {list(cfg.data.input_size)}) into {run_dir}")  # fmt: skip
         trained = _train_variant(cfg, run_dir, say)
         say(f"[{i}/{len(names)}] {name}: scoring {Path(cfg.data.val_ann).name}")
-        scores = _score(trained["checkpoint"], cfg, threads)
+        resamples = bootstrap if bootstrap is not None else (10 if budget == "smoke" else 100)
+        scores = _score(trained["checkpoint"], cfg, threads, resamples)
         info = get_model_info(name)
         paper = dict(info.paper)
         row = {
@@ -361,6 +375,11 @@ def _f(v: Any, nd: int = 2) -> str:
     return str(v)
 
 
+def _ap(row: dict[str, Any]) -> str:
+    std = row.get("AP_std")
+    return _f(row["AP"], 3) + (f" ± {std:.3f}" if std is not None else "")
+
+
 def ablation_markdown(result: dict[str, Any]) -> str:
     """The ablation as a markdown table: the paper's numbers beside the measured ones."""
     rows = result["rows"]
@@ -384,7 +403,7 @@ def ablation_markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"| {r['name']} | {_f(r['paper_params_M'], 1)} | {_f(r['full_params_M'])} | "
             f"{_f(r['paper_gflops'])} | {_f(r['full_gmacs'])} | {_f(r['params_M'], 3)} | "
-            f"{_f(r['gmacs'], 3)} | {_f(r.get('latency_ms'), 1)} | {_f(r['AP'], 3)} | "
+            f"{_f(r['gmacs'], 3)} | {_f(r.get('latency_ms'), 1)} | {_ap(r)} | "
             f"{_f(r['paper_AP'], 1)} |"
         )
     lines += [
@@ -394,7 +413,9 @@ def ablation_markdown(result: dict[str, Any]) -> str:
         f"({lat['image_size'][1]}x{lat['image_size'][0]}, {lat['threads']} thread(s)); "
         'GMACs: FlopCounterMode multiply-accumulates (the papers\' GFLOPs). "full": the '
         "registered architecture at the paper's input, which the papers' columns describe; "
-        '"trained": the network this budget trains and times. Paper AP: '
+        '"trained": the network this budget trains and times. AP ± its bootstrap standard '
+        "deviation over the held-out images (rows within about two of it are not told apart). "
+        "Paper AP: "
         f"`ModelInfo.paper['{result['paper_metric']}']` (COCO).",
         "",
         f"The paper's claim: {result['paper_claim']}.",
