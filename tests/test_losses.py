@@ -12,6 +12,7 @@ from fusepose.losses import (
     BottomUpLoss,
     JointsMSELoss,
     MultiStageJointsMSELoss,
+    TagSeparation,
     ae_loss_per_image,
     masked_heatmap_mse,
 )
@@ -43,6 +44,54 @@ def test_ae_push_pull_two_people_by_hand():
     push_s, pull_s = AELoss(1e-3, 1e-3)(tags, tj)
     assert push_s.item() == pytest.approx(1e-3 * math.exp(-4) / 2)
     assert pull_s.item() == pytest.approx(1e-3 * 0.5)
+
+
+def test_ae_max_push_by_hand_and_its_gradient_at_collapse():
+    """The hinge push: max(0, 1 - |d|) per ordered pair / (2 N (N - 1)); it pushes collapsed
+    tags apart at full strength where exp(-d^2) barely does."""
+    tags, tj = _tag_case()
+    tj2 = tj.clone()
+    tags2 = tags.clone()
+    tags2[0, 0, 0, 1] = 1.5  # person 1's mean 1.5: |2 - 1.5| = 0.5 from person 0
+    push, pull = ae_loss_per_image(tags2, tj2, "max")
+    assert push.item() == pytest.approx(2 * 0.5 / 4)
+    assert pull.item() == pytest.approx(0.5)
+    # far apart (|d| = 2 >= 1): no push at all, unlike exp(-4)
+    assert ae_loss_per_image(tags, tj, "max")[0].item() == 0.0
+    # nearly collapsed tags: d = 0.01 between the two people's means
+    near = torch.zeros(1, 2, 2, 2)
+    near[0, 0, 0, 1] = 0.01
+    t = near.clone().requires_grad_(True)
+    ae_loss_per_image(t, tj, "max")[0].sum().backward()
+    g_max = t.grad[0, 0, 0, 1].item()
+    t2 = near.clone().requires_grad_(True)
+    ae_loss_per_image(t2, tj, "exp")[0].sum().backward()
+    g_exp = t2.grad[0, 0, 0, 1].item()
+    # person 0's mean is 0, person 1's single joint is 0.01: two ordered pairs over 2 N (N - 1)
+    assert g_max == pytest.approx(-0.5)  # d/dt of 2 (1 - t) / 4
+    assert g_exp == pytest.approx(-0.01, rel=1e-3)  # d/dt of 2 exp(-t^2) / 4 = -t at t = 0.01
+    with pytest.raises(ValueError, match="AE loss type"):
+        ae_loss_per_image(tags, tj, "hinge")
+
+
+def test_tag_separation_by_hand():
+    """Between: mean |t̄_n - t̄_n'| over pairs of one image; within: RMS of t - t̄_n."""
+    tags, tj = _tag_case()  # person 0 tags (1, 3), mean 2; person 1 tag 0
+    stats = TagSeparation(threshold=1.0)
+    stats.update(tags, tj)
+    r = stats.result()
+    assert r["tag_between"] == pytest.approx(2.0)
+    # squared deviations: 1, 1 (person 0), 0 (person 1) over 3 joints
+    assert r["tag_within"] == pytest.approx(math.sqrt(2 / 3))
+    assert r["tag_separation"] == pytest.approx(2.0 / math.sqrt(2 / 3))
+    assert r["tag_pairs_apart"] == 1.0 and r["tag_pairs"] == 1 and r["tag_people"] == 2
+    # a second image whose two people share one tag: the pair is not apart
+    same = torch.zeros(1, 2, 2, 2)
+    stats.update(same, tj)
+    r = stats.result()
+    assert r["tag_pairs"] == 2 and r["tag_pairs_apart"] == 0.5
+    assert r["tag_between"] == pytest.approx(1.0)
+    assert TagSeparation().result()["tag_pairs"] == 0
 
 
 def test_ae_single_person_and_empty_image_and_batch_mean():

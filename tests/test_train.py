@@ -207,7 +207,7 @@ def test_cli_train_real_lmfnet_on_synthetic_then_resume(tmp_path):
     from fusepose.data.synth import generate_synthetic
 
     paths = generate_synthetic(tmp_path / "synth", 6, seed=0, size=64, val_fraction=0.34)
-    config = Path(__file__).resolve().parents[1] / "configs" / "lmfnet_synth-128_1xb4-30e.yaml"
+    config = Path(__file__).resolve().parents[1] / "configs" / "lmfnet_synth-128_1xb8-8e.yaml"
     common = [
         "--out", str(tmp_path / "run"),
         "--set", f"data.train_ann={paths['train']}",

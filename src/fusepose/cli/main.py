@@ -33,6 +33,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "bench-data": ("bench_data", "data-loader throughput and decode time"),
     "perf": ("perf", "the performance table: params, GMACs, latency split, speed-up"),
     "serve": ("serve", "a local web page and REST API around one model"),
+    "ablate": ("ablate", "train a paper's ablation (table3, sfm-attention) with one recipe"),
 }
 
 

@@ -8,7 +8,7 @@ import logging
 
 from tqdm import tqdm
 
-from fusepose.data.synth import generate_shapes, generate_synthetic
+from fusepose.data.synth import PRESETS, generate_shapes, generate_synthetic
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +19,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument(
         "--size", type=int, default=None, help="image side in pixels (default 512; 48 with --shapes)"
+    )
+    parser.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        default="default",
+        help="rendering settings: default (1-6 people, crowd scenes) or demo (1-3 people, the "
+        "demo's and the CPU ablations' set)",
     )
     parser.add_argument(
         "--val-fraction",
@@ -51,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             size=args.size or 512,
             val_fraction=args.val_fraction,
+            config=PRESETS[args.preset],
             progress=bar.update,
         )
     print(f"wrote {paths['train']}, {paths['val']} and {paths['images']}/")

@@ -1,14 +1,35 @@
 """Procedurally rendered multi-person images with COCO-17 keypoints, in COCO format.
 
-Each person is an articulated figure with human proportions (torso length ``T`` sets the
-scale: upper arm 0.55 T, forearm 0.5 T, thigh 0.75 T, shin 0.7 T, head radius 0.22 T) in a
-random plausible pose (torso lean, shoulder / elbow / hip / knee angles drawn from
-joint-limited ranges). Body parts are filled tapered limbs and ellipses; the head carries
-face marks (two eye dots, a nose dot) and ear marks of different colours, and the person's
-left side is drawn lighter than the right, so left and right are learnable. People are drawn
-back to front (smaller = farther); a joint covered by a nearer person gets ``v = 1``, a joint
-outside the image is dropped (``[0, 0, 0]``), and a person with no visible pixel is not
-annotated. Backgrounds mix smooth noise, stripes and blobs.
+A person is an articulated 3-D body with human proportions, seen from any direction and drawn
+with the painter's algorithm. Torso length ``T`` (neck to pelvis) sets the scale: upper arm
+0.55 T, forearm 0.5 T, thigh 0.75 T, shin 0.7 T, head radius 0.21 T, shoulder joints about
+0.68 T and hip joints 0.4 T apart, chest 0.42 T deep, limbs 0.11-0.3 T thick; the widths and
+the limb thickness (``build``) vary per person. Body-frame coordinates are
+``(a, b, c)``: ``a`` towards the person's own left, ``b`` down, ``c`` forwards. A person
+turned by ``yaw`` (0 = facing the camera, 180 = back to it, +90 = facing image right) is
+projected orthographically::
+
+    x = a cos(yaw) + c sin(yaw)        depth z = a sin(yaw) - c cos(yaw)   (z > 0: farther)
+
+then leaned in the image plane. So a front view puts the person's left on the image right, a
+back view on the image left, and a side view hides the far side behind the torso.
+
+What tells left from right is only what tells it on a real person: which way the body faces
+(face, eyes and nose in front, hair at the back, a button placket on the shirt front, feet
+pointing forwards, near limbs in front of far ones). Nothing is drawn differently on the left
+and the right side, so the mirror image of a rendered person is the rendering of the mirrored
+person (:func:`mirror_person`) with the labels swapped by the skeleton's flip pairs: horizontal
+flip is a valid augmentation.
+
+Keypoint labels follow COCO: a face point (nose, eyes, ears) on the far side of the head is
+unlabelled (``[0, 0, 0]``); any other joint inside the image is labelled, ``v = 1`` where a
+nearer person or another part of the same body covers its pixel, else ``v = 2``; a joint
+outside the image is dropped. A person
+with no visible pixel is not annotated. People are drawn far to near: by size, or, in
+crowd-like images, standing on a ground plane (higher in the image = farther and smaller).
+Some images carry a dense cluster of tiny figures marked as one ``iscrowd`` region (its exact
+pixels as RLE), as COCO marks crowds. Backgrounds mix smooth noise, a floor, tiles or stripes,
+rectangles and blobs.
 
 Everything is deterministic for a seed: image ``i`` uses ``np.random.default_rng([seed, i])``.
 Keypoints are image pixels, 0-based, pixel centres at integers (the COCO annotation frame).
@@ -20,7 +41,7 @@ import dataclasses
 import json
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,31 +56,65 @@ from fusepose.skeletons import COCO17
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "PRESETS",
+    "Person",
     "SHAPES",
     "SynthConfig",
     "coco_categories",
     "generate_shapes",
     "generate_synthetic",
+    "mirror_person",
+    "person_keypoints",
+    "random_person",
     "render_image",
+    "render_people",
     "render_shape",
+    "synthetic_image",
 ]
 
 _SHIFT = 4  # cv2 sub-pixel drawing: coordinates * 16
 _ONE = 1 << _SHIFT
+_PARTS = 32  # id canvas: person p (1-based), part q -> p * _PARTS + q
 
-# limbs drawn as tapered quads: (from joint, to joint, width at start / T, width at end / T)
-_LIMBS = (
-    (5, 7, 0.16, 0.12), (7, 9, 0.12, 0.09),  # left arm
-    (6, 8, 0.16, 0.12), (8, 10, 0.12, 0.09),  # right arm
-    (11, 13, 0.22, 0.15), (13, 15, 0.15, 0.10),  # left leg
-    (12, 14, 0.22, 0.15), (14, 16, 0.15, 0.10),  # right leg
+# part ids; per side: upper arm, forearm (+ hand), thigh, shin, foot (left +0, right +5)
+_TORSO, _HEAD, _NECK = 1, 2, 3
+_UPPER, _FORE, _THIGH, _SHIN, _FOOT = 4, 5, 6, 7, 8
+# the parts each keypoint belongs to (v = 2 when one of them is visible at its pixel)
+_OWN_PARTS: tuple[tuple[int, ...], ...] = (
+    (_HEAD,), (_HEAD,), (_HEAD,), (_HEAD,), (_HEAD,),
+    (_TORSO, _UPPER), (_TORSO, _UPPER + 5),
+    (_UPPER, _FORE), (_UPPER + 5, _FORE + 5),
+    (_FORE,), (_FORE + 5,),
+    (_TORSO, _THIGH), (_TORSO, _THIGH + 5),
+    (_THIGH, _SHIN), (_THIGH + 5, _SHIN + 5),
+    (_SHIN, _FOOT), (_SHIN + 5, _FOOT + 5),
 )  # fmt: skip
-_LEFT = {5, 7, 9, 11, 13, 15}
+_CROWD_ID = 2047  # owner index of the figures of an iscrowd region (ids fit in uint16)
+
+_HEAD_R = 0.21  # head radius / T
+# face points on the unit head sphere, head frame (a left, b down, c forward)
+_FACE = np.array(
+    [
+        [0.0, 0.18, 0.98],  # nose
+        [0.36, -0.16, 0.92],  # left eye
+        [-0.36, -0.16, 0.92],  # right eye
+        [0.99, -0.02, -0.08],  # left ear
+        [-0.99, -0.02, -0.08],  # right ear
+    ]
+)
+_FACE /= np.linalg.norm(_FACE, axis=1, keepdims=True)
+_FACE_LABELLED = 0.3  # a face point is labelled when its depth on the head sphere is < this
 
 
 @dataclass(frozen=True)
 class SynthConfig:
-    """Rendering parameters. ``size``: image side in pixels (square images)."""
+    """Rendering parameters. ``size``: image side in pixels (square images).
+
+    ``views``: relative frequency of front / back / side views (yaw within 35 degrees of
+    0 / 180, or 55 to 125 degrees either way). ``crowd_prob``: chance that an image is a
+    crowd-like scene of ``crowd_people`` people on a ground plane; ``iscrowd_prob``: chance
+    of an ``iscrowd`` cluster of tiny figures; ``build``: limb-thickness factor range.
+    """
 
     size: int = 512
     min_people: int = 1
@@ -70,6 +125,34 @@ class SynthConfig:
     # person centres are drawn in [-edge, 1 + edge] * size (negative: kept away from the border)
     edge: float = 0.05
     max_blobs: int = 7  # distractor ellipses in the background (0..max_blobs)
+    views: tuple[float, float, float] = (0.4, 0.3, 0.3)
+    crowd_prob: float = 0.1
+    crowd_people: tuple[int, int] = (6, 14)
+    iscrowd_prob: float = 0.1
+    build: tuple[float, float] = (0.8, 1.25)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_people <= self.max_people:
+            raise DataError(f"people: need 1 <= min_people <= max_people, got "
+                            f"{self.min_people}, {self.max_people}")  # fmt: skip
+        if not 0 < self.min_torso <= self.max_torso:
+            raise DataError(f"torso: need 0 < min_torso <= max_torso, got "
+                            f"{self.min_torso}, {self.max_torso}")  # fmt: skip
+        if len(self.views) != 3 or min(self.views) < 0 or sum(self.views) <= 0:
+            raise DataError(f"views: three non-negative weights (front, back, side), got "
+                            f"{self.views}")  # fmt: skip
+
+
+# named settings: ``fusepose synth --preset NAME``
+PRESETS: dict[str, SynthConfig] = {
+    "default": SynthConfig(),
+    # the demo's and the CPU ablations' set: one to three people large enough for a 128-px
+    # input, every view (front the most frequent, as in photos), flip on, people cut by the
+    # border, iscrowd clusters in 10 % of the images; no crowd scenes
+    "demo": SynthConfig(min_people=1, max_people=3, min_torso=0.18, max_torso=0.26, edge=-0.05,
+                        max_blobs=2, views=(0.6, 0.2, 0.2), crowd_prob=0.0,
+                        iscrowd_prob=0.1),
+}  # fmt: skip
 
 
 def coco_categories() -> list[dict[str, Any]]:
@@ -85,129 +168,409 @@ def coco_categories() -> list[dict[str, Any]]:
     ]
 
 
-# ---------------------------------------------------------------------------- geometry
-def _rot(v: np.ndarray, deg: float) -> np.ndarray:
-    a = math.radians(deg)
-    c, s = math.cos(a), math.sin(a)
-    return np.array([c * v[0] - s * v[1], s * v[0] + c * v[1]])
+# ---------------------------------------------------------------------------- the person
+Colour = tuple[int, int, int]
 
 
-def _pose(rng: np.random.Generator, center: np.ndarray, T: float) -> tuple[np.ndarray, dict]:
-    """Random plausible pose. Returns keypoints ``(17, 2)`` image px and drawing extras.
+@dataclass(frozen=True)
+class Person:
+    """One figure: where it stands, which way it faces, its pose, build and clothes.
 
-    Front-facing figure: the person's left is the image right (before any lean).
+    ``center``: torso centre (image px); ``torso``: neck-to-pelvis length ``T`` (px);
+    ``yaw``: body direction (degrees, see the module docstring); ``lean``: image-plane tilt
+    (degrees, clockwise on screen); ``head_yaw`` / ``head_tilt``: head turn and nod relative
+    to the body. ``arms``: (left, right) of (abduction, flexion, elbow flexion, elbow twist)
+    degrees; ``legs``: (left, right) of (abduction, flexion, knee flexion). Widths are
+    fractions of ``T``. Colours are BGR.
     """
-    kp = np.zeros((17, 2))
-    lean = rng.normal(0, 10) if rng.random() < 0.85 else rng.uniform(-60, 60)
-    down = _rot(np.array([0.0, 1.0]), lean)  # torso axis, neck -> pelvis
-    right = _rot(np.array([1.0, 0.0]), lean)  # towards the person's left
-    shoulder_w = T * rng.uniform(0.38, 0.48)
-    hip_w = T * rng.uniform(0.26, 0.34)
-    neck = center - down * T * 0.5
-    pelvis = center + down * T * 0.5
-    kp[5] = neck + right * shoulder_w / 2
-    kp[6] = neck - right * shoulder_w / 2
-    kp[11] = pelvis + right * hip_w / 2
-    kp[12] = pelvis - right * hip_w / 2
-    # arms: abduction from hanging down (+ = outward), elbow flexion folds the forearm inward/up
-    for sh, el, wr, side in ((5, 7, 9, 1.0), (6, 8, 10, -1.0)):
-        abd = rng.uniform(-20, 160) if rng.random() < 0.7 else rng.uniform(-40, 40)
-        flex = rng.uniform(0, 140)
-        up = _rot(down, -side * abd) * T * 0.55
-        kp[el] = kp[sh] + up
-        fore = _rot(up / np.linalg.norm(up), side * flex * (1 if rng.random() < 0.7 else -1))
-        kp[wr] = kp[el] + fore * T * 0.5
-    # legs: abduction (small) and knee flexion (knee bends forward = image plane, so rotate)
-    for hp, kn, an, side in ((11, 13, 15, 1.0), (12, 14, 16, -1.0)):
-        abd = rng.uniform(-15, 45)
-        flex = rng.uniform(0, 110) * (1 if rng.random() < 0.5 else -0.3)
-        th = _rot(down, -side * abd) * T * 0.75
-        kp[kn] = kp[hp] + th
-        sh_dir = _rot(th / np.linalg.norm(th), side * flex)
-        kp[an] = kp[kn] + sh_dir * T * 0.7
-    # head: radius, yaw (left/right turn moves the face marks sideways)
-    r = T * rng.uniform(0.19, 0.24)
-    head = neck - down * (T * 0.12 + r)
-    yaw = rng.uniform(-0.35, 0.35)  # fraction of r
-    face = head + right * yaw * r
-    kp[0] = face + down * r * 0.25
-    kp[1] = face + right * r * 0.38 - down * r * 0.12
-    kp[2] = face - right * r * 0.38 - down * r * 0.12
-    kp[3] = head + right * r * (0.95 - 0.25 * max(yaw, 0)) - down * r * 0.05
-    kp[4] = head - right * r * (0.95 + 0.25 * min(yaw, 0)) - down * r * 0.05
-    return kp, {"neck": neck, "pelvis": pelvis, "head": head, "r": r, "down": down, "right": right}
+
+    center: tuple[float, float]
+    torso: float
+    yaw: float = 0.0
+    lean: float = 0.0
+    head_yaw: float = 0.0
+    head_tilt: float = 0.0
+    shoulder: float = 0.68
+    hip: float = 0.4
+    chest: float = 0.42
+    build: float = 1.0
+    arms: tuple[tuple[float, float, float, float], ...] = ((10.0, 0.0, 10.0, 0.0),) * 2
+    legs: tuple[tuple[float, float, float], ...] = ((5.0, 0.0, 5.0),) * 2
+    shirt: Colour = (160, 90, 40)
+    pants: Colour = (60, 50, 40)
+    skin: Colour = (120, 150, 200)
+    hair: Colour = (30, 30, 40)
+    shoes: Colour = (20, 20, 20)
+    long_sleeves: bool = False
+    stripes: int = 0  # horizontal bands on the shirt (0 = plain)
 
 
+def _colour(rng: np.random.Generator, lo: float, hi: float) -> Colour:
+    c = rng.uniform(lo, hi, 3)
+    return (int(c[0]), int(c[1]), int(c[2]))
+
+
+def random_person(
+    rng: np.random.Generator,
+    center: Sequence[float],
+    torso: float,
+    *,
+    views: Sequence[float] = (0.4, 0.3, 0.3),
+    build: Sequence[float] = (0.8, 1.25),
+) -> Person:
+    """A random plausible person at ``center`` (image px) with torso length ``torso`` (px)."""
+    w = np.asarray(views, np.float64)
+    view = int(rng.choice(3, p=w / w.sum()))
+    if view == 0:
+        yaw = rng.uniform(-35, 35)
+    elif view == 1:
+        yaw = 180 + rng.uniform(-35, 35)
+    else:
+        yaw = rng.uniform(55, 125) * (1 if rng.random() < 0.5 else -1)
+    lean = rng.normal(0, 8) if rng.random() < 0.85 else rng.uniform(-55, 55)
+
+    def arm() -> tuple[float, float, float, float]:
+        if rng.random() < 0.6:  # relaxed: close to the body
+            return (rng.uniform(-5, 40), rng.uniform(-30, 60), rng.uniform(0, 120),
+                    rng.uniform(0, 60))  # fmt: skip
+        return (rng.uniform(-10, 170), rng.uniform(-40, 150), rng.uniform(0, 150),
+                rng.uniform(0, 90))  # fmt: skip
+
+    def leg() -> tuple[float, float, float]:
+        if rng.random() < 0.75:  # standing / walking
+            return (rng.uniform(-5, 20), rng.uniform(-25, 35), rng.uniform(0, 40))
+        return (rng.uniform(-10, 40), rng.uniform(-20, 100), rng.uniform(0, 130))
+
+    skin_tone = rng.uniform(60, 230)
+    return Person(
+        center=(float(center[0]), float(center[1])),
+        torso=float(torso),
+        yaw=float(yaw),
+        lean=float(lean),
+        head_yaw=float(rng.uniform(-40, 40)),
+        head_tilt=float(rng.uniform(-15, 15)),
+        shoulder=float(rng.uniform(0.6, 0.76)),
+        hip=float(rng.uniform(0.34, 0.46)),
+        chest=float(rng.uniform(0.36, 0.5)),
+        build=float(rng.uniform(*build)),
+        arms=(arm(), arm()),
+        legs=(leg(), leg()),
+        shirt=_colour(rng, 30, 230),
+        pants=_colour(rng, 20, 160),
+        skin=(int(skin_tone * 0.7), int(skin_tone * 0.82), int(min(255, skin_tone * 1.05))),
+        hair=_colour(rng, 10, 90) if rng.random() < 0.8 else _colour(rng, 90, 200),
+        shoes=_colour(rng, 10, 80),
+        long_sleeves=bool(rng.random() < 0.5),
+        stripes=int(rng.integers(2, 5)) if rng.random() < 0.3 else 0,
+    )
+
+
+def mirror_person(p: Person, width: int) -> Person:
+    """The person seen in a mirror: ``x -> width - 1 - x`` (what ``cv2.flip(img, 1)`` does).
+
+    Its yaw, lean and head turn change sign and its left and right limbs swap: the body part
+    that was the left arm is the mirrored person's right arm. Rendering it gives the flipped
+    image, and its keypoints are the flipped keypoints permuted by the COCO flip pairs."""
+    return dataclasses.replace(
+        p,
+        center=(width - 1.0 - p.center[0], p.center[1]),
+        yaw=-p.yaw,
+        lean=-p.lean,
+        head_yaw=-p.head_yaw,
+        arms=(p.arms[1], p.arms[0]),
+        legs=(p.legs[1], p.legs[0]),
+    )
+
+
+# ---------------------------------------------------------------------------- geometry
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / max(float(np.linalg.norm(v)), 1e-9)
+
+
+def _bend(d: np.ndarray, towards: np.ndarray, deg: float) -> np.ndarray:
+    """``d`` (unit) turned by ``deg`` towards ``towards`` (orthogonalised against ``d``)."""
+    e = towards - np.dot(towards, d) * d
+    if np.linalg.norm(e) < 1e-6:  # towards is parallel to d: bend up instead
+        e = np.array([0.0, -1.0, 0.0]) - d[1] * d
+        if np.linalg.norm(e) < 1e-6:
+            e = np.array([0.0, 0.0, 1.0])
+    e = _unit(e)
+    a = math.radians(deg)
+    return math.cos(a) * d + math.sin(a) * e
+
+
+def _swing(side: float, abd: float, flex: float) -> np.ndarray:
+    """Unit direction of a limb hanging down, raised ``abd`` degrees outwards and ``flex``
+    degrees forwards (body frame)."""
+    a, f = math.radians(abd), math.radians(flex)
+    return np.array([side * math.sin(a), math.cos(a) * math.cos(f), math.cos(a) * math.sin(f)])
+
+
+def _body_points(p: Person) -> dict[str, np.ndarray]:
+    """Body-frame 3-D points (units of T, origin at the torso centre)."""
+    pts: dict[str, np.ndarray] = {
+        "neck": np.array([0.0, -0.5, 0.0]),
+        "pelvis": np.array([0.0, 0.5, 0.0]),
+    }
+    for side, name, (abd, flex, elbow, twist) in ((1.0, "l", p.arms[0]), (-1.0, "r", p.arms[1])):
+        sh = np.array([side * p.shoulder / 2, -0.47, 0.0])
+        up = _swing(side, abd, flex)
+        t = math.radians(twist)
+        fore = _bend(up, np.array([-side * 0.3, -math.sin(t), math.cos(t)]), elbow)
+        pts[f"{name}_sh"] = sh
+        pts[f"{name}_el"] = sh + up * 0.55
+        pts[f"{name}_wr"] = pts[f"{name}_el"] + fore * 0.5
+        pts[f"{name}_hand"] = pts[f"{name}_wr"] + fore * 0.09
+    for side, name, (abd, flex, knee) in ((1.0, "l", p.legs[0]), (-1.0, "r", p.legs[1])):
+        hp = np.array([side * p.hip / 2, 0.5, 0.0])
+        th = _swing(side, abd, flex)
+        shin = _bend(th, np.array([0.0, 0.0, -1.0]), knee)
+        pts[f"{name}_hp"] = hp
+        pts[f"{name}_kn"] = hp + th * 0.75
+        pts[f"{name}_an"] = pts[f"{name}_kn"] + shin * 0.7
+        pts[f"{name}_toe"] = pts[f"{name}_an"] + _unit(np.array([0.0, 0.35, 1.0])) * 0.2
+    r = _HEAD_R
+    pts["head"] = np.array([0.0, -0.5 - 0.1 - r, 0.0])
+    return pts
+
+
+class _Projector:
+    """Body frame (units of T) -> image px ``(x, y)`` and depth ``z`` (px, larger = farther)."""
+
+    def __init__(self, p: Person) -> None:
+        y = math.radians(p.yaw)
+        self.cy, self.sy = math.cos(y), math.sin(y)
+        lean = math.radians(p.lean)
+        self.rot = np.array([[math.cos(lean), -math.sin(lean)], [math.sin(lean), math.cos(lean)]])
+        self.c = np.asarray(p.center, np.float64)
+        self.T = p.torso
+
+    def __call__(self, pt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        cy, sy = self.cy, self.sy
+        pt = np.asarray(pt, np.float64)
+        x = pt[..., 0] * cy + pt[..., 2] * sy
+        z = pt[..., 0] * sy - pt[..., 2] * cy
+        xy = np.stack([x, pt[..., 1]], -1) @ self.rot.T
+        return self.c + xy * self.T, z * self.T
+
+
+def _head_frame(p: Person) -> tuple[float, float, float]:
+    """cos / sin of the head's total yaw and the nod angle (radians)."""
+    hy = math.radians(p.yaw + p.head_yaw)
+    return math.cos(hy), math.sin(hy), math.radians(p.head_tilt)
+
+
+def _face_points(p: Person) -> np.ndarray:
+    """The 5 face points on the unit head sphere after the nod, head frame ``(5, 3)``."""
+    tilt = math.radians(p.head_tilt)
+    ct, st = math.cos(tilt), math.sin(tilt)
+    f = _FACE.copy()
+    # nod about the head's lateral axis (+ = chin down)
+    b, c = f[:, 1] * ct - f[:, 2] * st, f[:, 1] * st + f[:, 2] * ct
+    f[:, 1], f[:, 2] = b, c
+    return f
+
+
+_BODY_KEYPOINTS = ("l_sh", "r_sh", "l_el", "r_el", "l_wr", "r_wr",
+                   "l_hp", "r_hp", "l_kn", "r_kn", "l_an", "r_an")  # fmt: skip
+
+
+def _projected(p: Person, proj: _Projector) -> tuple[dict[str, np.ndarray], dict, tuple]:
+    """Body-frame points, their projections ``name -> (xy (2,), z)`` and the keypoints
+    ``(xy (17, 2), depth (17,), labelled (17,))`` of :func:`person_keypoints`."""
+    pts = _body_points(p)
+    names = list(pts)
+    xy_all, z_all = proj(np.stack([pts[n] for n in names]))
+    P = {n: (xy_all[i], float(z_all[i])) for i, n in enumerate(names)}
+    face = _face_points(p)  # head frame, unit sphere
+    hc, hs, _ = _head_frame(p)
+    head_xy, head_z = P["head"]
+    fx = face[:, 0] * hc + face[:, 2] * hs
+    fz = face[:, 0] * hs - face[:, 2] * hc  # depth on the unit sphere (< 0: towards camera)
+    r = _HEAD_R * p.torso
+    xy_f = head_xy + (np.stack([fx, face[:, 1]], -1) @ proj.rot.T) * r
+    xy = np.concatenate([xy_f, np.stack([P[n][0] for n in _BODY_KEYPOINTS])])
+    depth = np.concatenate([head_z + fz * r, [P[n][1] for n in _BODY_KEYPOINTS]])
+    labelled = np.ones(17, bool)
+    labelled[:5] = fz < _FACE_LABELLED
+    return pts, P, (xy, depth, labelled)
+
+
+def person_keypoints(p: Person) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """COCO-17 keypoints of ``p`` before visibility: ``xy (17, 2)`` image px, ``depth (17,)``
+    px and ``labelled (17,)`` bool (face points on the far side of the head are not)."""
+    return _projected(p, _Projector(p))[2]
+
+
+# ---------------------------------------------------------------------------- drawing
 def _pts(p: np.ndarray) -> np.ndarray:
     return np.round(np.asarray(p) * _ONE).astype(np.int32).reshape(-1, 2)
 
 
-def _limb(canvases, a: np.ndarray, b: np.ndarray, wa: float, wb: float, colours) -> None:
-    """Filled tapered limb from a to b (widths wa, wb) with round ends, on every canvas."""
-    d = b - a
-    n = np.linalg.norm(d)
-    if n < 1e-6:
+def _shade(colour: Colour, f: float) -> tuple[int, int, int]:
+    return tuple(int(min(255, max(0, v * f))) for v in colour)  # type: ignore[return-value]
+
+
+def _limb(img, ids, pid: int, a, b, wa: float, wb: float, colour, part: int) -> None:
+    """Filled tapered limb from a to b (widths wa, wb px) with round ends (plain floats: this
+    runs a dozen times per person)."""
+    ax, ay, bx, by = float(a[0]), float(a[1]), float(b[0]), float(b[1])
+    dx, dy = bx - ax, by - ay
+    n = math.hypot(dx, dy)
+    px, py = (-dy / n, dx / n) if n > 1e-6 else (1.0, 0.0)
+    ha, hb = wa / 2, wb / 2
+    quad = np.array(
+        [[ax + px * ha, ay + py * ha], [bx + px * hb, by + py * hb],
+         [bx - px * hb, by - py * hb], [ax - px * ha, ay - py * ha]]
+    )  # fmt: skip
+    quad = np.round(quad * _ONE).astype(np.int32)
+    pa = (round(ax * _ONE), round(ay * _ONE))
+    pb = (round(bx * _ONE), round(by * _ONE))
+    ra, rb = max(1, int(ha * _ONE)), max(1, int(hb * _ONE))
+    for canvas, col in ((img, colour), (ids, (pid * _PARTS + part,))):
+        cv2.fillConvexPoly(canvas, quad, col, cv2.LINE_8, _SHIFT)
+        cv2.circle(canvas, pa, ra, col, -1, cv2.LINE_8, _SHIFT)
+        cv2.circle(canvas, pb, rb, col, -1, cv2.LINE_8, _SHIFT)
+
+
+def _draw_head(
+    img, ids, pid: int, p: Person, proj: _Projector, centre, r: float, kps: tuple, head_z: float
+) -> None:
+    """The head as a shaded sphere: face skin in front, hair on the back and the crown, eyes
+    and nose on the visible face; rasterised on its bounding box."""
+    S_h, S_w = img.shape[:2]
+    x0, x1 = max(0, int(math.floor(centre[0] - r - 1))), min(S_w, int(math.ceil(centre[0] + r + 2)))
+    y0, y1 = max(0, int(math.floor(centre[1] - r - 1))), min(S_h, int(math.ceil(centre[1] + r + 2)))
+    if x1 <= x0 or y1 <= y0:
         return
-    perp = np.array([-d[1], d[0]]) / n
-    quad = _pts([a + perp * wa / 2, b + perp * wb / 2, b - perp * wb / 2, a - perp * wa / 2])
-    for img, col in zip(canvases, colours, strict=True):
-        cv2.fillConvexPoly(img, quad, col, cv2.LINE_8, _SHIFT)
-        cv2.circle(img, tuple(_pts(a)[0]), int(wa / 2 * _ONE), col, -1, cv2.LINE_8, _SHIFT)
-        cv2.circle(img, tuple(_pts(b)[0]), int(wb / 2 * _ONE), col, -1, cv2.LINE_8, _SHIFT)
+    gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float64), np.arange(y0, y1, dtype=np.float64))
+    # camera-frame unit-sphere coordinates, un-leaned into the body's vertical frame
+    dx, dy = (gx - centre[0]) / r, (gy - centre[1]) / r
+    inv = proj.rot.T
+    u = dx * inv[0, 0] + dy * inv[0, 1]
+    v = dx * inv[1, 0] + dy * inv[1, 1]
+    rr = u * u + v * v
+    inside = rr <= 1.0
+    if not inside.any():
+        return
+    zc = -np.sqrt(np.clip(1.0 - rr, 0.0, 1.0))  # the visible hemisphere faces the camera
+    hc, hs, tilt = _head_frame(p)
+    # camera -> head frame: the yaw matrix [[c, s], [s, -c]] is its own inverse
+    a = u * hc + zc * hs
+    c = u * hs - zc * hc
+    ct, st = math.cos(tilt), math.sin(tilt)
+    b = v * ct + c * st  # un-nod
+    c2 = -v * st + c * ct
+    hair = (c2 < -0.05) | (b < -0.55 + 0.25 * np.clip(-c2, 0, 1)) | ((b < -0.3) & (np.abs(a) > 0.8))
+    light = 0.7 + 0.3 * (-zc)
+    skin = np.asarray(p.skin, np.float64)
+    hair_c = np.asarray(p.hair, np.float64)
+    col = np.where(hair[..., None], hair_c, skin) * light[..., None]
+    region = img[y0:y1, x0:x1]
+    region[inside] = np.clip(col[inside], 0, 255).astype(np.uint8)
+    ids[y0:y1, x0:x1][inside] = pid * _PARTS + _HEAD
+    # eyes and nose where they face the camera (front and three-quarter views)
+    xy, depth, _ = kps
+    dot = max(1, int(r * 0.14 * _ONE))
+    for k, colour in ((1, (25, 25, 25)), (2, (25, 25, 25)), (0, _shade(p.skin, 0.6))):
+        if (depth[k] - head_z) / r < -0.2:
+            cv2.circle(img, tuple(_pts(xy[k])[0]), dot, colour, -1, cv2.LINE_8, _SHIFT)
 
 
-def _shade(colour: np.ndarray, f: float) -> tuple[int, ...]:
-    return tuple(int(v) for v in np.clip(colour * f, 0, 255))
+def _draw_person(img, ids, pid: int, p: Person) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Draw ``p`` on ``img`` (BGR uint8) and its part ids (``pid * 32 + part``) into ``ids``;
+    returns its :func:`person_keypoints`."""
+    T = p.torso
+    proj = _Projector(p)
+    pts, P, kps = _projected(p, proj)
+    bw = p.build * T
+    shirt, pants, skin = p.shirt, p.pants, p.skin
+    parts: list[tuple[float, Any]] = []  # (depth, draw callable)
+
+    def shade_at(z: float) -> float:  # nearer parts a little lighter (mirror-symmetric)
+        return float(np.clip(1.0 - 0.5 * z / T, 0.75, 1.2))
+
+    for name, off in (("l", 0), ("r", 5)):
+        limbs = (
+            ("sh", "el", 0.21, 0.16, shirt, _UPPER),
+            ("el", "wr", 0.16, 0.11, shirt if p.long_sleeves else skin, _FORE),
+            ("wr", "hand", 0.13, 0.12, skin, _FORE),
+            ("hp", "kn", 0.3, 0.2, pants, _THIGH),
+            ("kn", "an", 0.2, 0.13, pants, _SHIN),
+            ("an", "toe", 0.13, 0.11, p.shoes, _FOOT),
+        )
+        for j0, j1, w0, w1, colour, part in limbs:
+            (a, za), (b, zb) = P[f"{name}_{j0}"], P[f"{name}_{j1}"]
+            z = (za + zb) / 2 - 0.03 * T  # limbs just in front of the torso surface
+            parts.append((z, (a, b, w0 * bw, w1 * bw, _shade(colour, shade_at(z)), part + off)))
+
+    # torso: the silhouette of a box (shoulders and hips, chest deep), seen from the yaw
+    corners = []
+    for n, depth in (("l_sh", p.chest), ("r_sh", p.chest), ("l_hp", 0.8 * p.chest),
+                     ("r_hp", 0.8 * p.chest)):  # fmt: skip
+        for s in (-0.5, 0.5):
+            corners.append(pts[n] + np.array([0.0, 0.0, s * depth]))
+    hull = cv2.convexHull(_pts(proj(np.stack(corners))[0]))
+    front = proj.cy  # > 0: the chest faces the camera
+    neck_xy, head_xy = P["neck"][0], P["head"][0]
+    r = _HEAD_R * T
+
+    def draw_torso() -> None:
+        col = _shade(shirt, 1.0)
+        cv2.fillConvexPoly(img, hull, col, cv2.LINE_8, _SHIFT)
+        cv2.fillConvexPoly(ids, hull, (pid * _PARTS + _TORSO,), cv2.LINE_8, _SHIFT)
+        lw = max(1, int(T * 0.035))
+        for t in np.linspace(0.2, 0.85, p.stripes) if p.stripes else []:
+            a_ = proj(np.array([p.shoulder / 2 + 0.05, -0.5 + t, 0.0]))[0]
+            b_ = proj(np.array([-p.shoulder / 2 - 0.05, -0.5 + t, 0.0]))[0]
+            # a stripe across the visible width, kept on the torso by the hull test below
+            _clipped_line(img, ids, pid, a_, b_, _shade(shirt, 0.6), lw)
+        if front > 0.25:  # the shirt front: a V collar and a button placket on the centre line
+            fr = p.chest / 2
+            top, mid = pts["neck"] + [0, 0.04, fr], pts["neck"] + [0, 0.3, fr]
+            bottom = pts["pelvis"] + [0, -0.05, 0.8 * fr]
+            placket = _shade(shirt, 0.45)
+            for side in (1.0, -1.0):
+                cv2.line(img, tuple(_pts(proj(top + [side * 0.12, -0.02, 0])[0])[0]),
+                         tuple(_pts(proj(mid)[0])[0]), placket, lw, cv2.LINE_8, _SHIFT)  # fmt: skip
+            cv2.line(img, tuple(_pts(proj(mid)[0])[0]), tuple(_pts(proj(bottom)[0])[0]),
+                     placket, lw, cv2.LINE_8, _SHIFT)  # fmt: skip
+
+    def draw_head() -> None:
+        _limb(img, ids, pid, neck_xy, head_xy, 0.2 * bw, 0.2 * bw, _shade(skin, 0.85), _NECK)
+        _draw_head(img, ids, pid, p, proj, head_xy, r, kps, P["head"][1])
+
+    parts.append((0.0, draw_torso))
+    parts.append((-0.01 * T, draw_head))
+    for _z, what in sorted(parts, key=lambda zw: -zw[0]):  # far first
+        if callable(what):
+            what()
+        else:
+            _limb(img, ids, pid, *what)
+    return kps
 
 
-def _draw_person(img, owner, label: int, kp: np.ndarray, extra: dict, T: float, rng) -> None:
-    """Draw one person on ``img`` (BGR) and write ``label`` into ``owner`` where it is drawn."""
-    base = rng.uniform(40, 220, 3)
-    skin = np.array([rng.uniform(60, 200)] * 3) * np.array([0.75, 0.85, 1.0])
-    own = (label,)
-    # legs, then torso, then arms (arms in front of the torso)
-    for a, b, wa, wb in _LIMBS[4:]:
-        f = 1.3 if a in _LEFT else 0.7
-        _limb((img, owner), kp[a], kp[b], wa * T, wb * T, (_shade(base[::-1], f), own))
-    torso = _pts([kp[6], kp[5], kp[11], kp[12]])
-    cv2.fillConvexPoly(img, torso, _shade(base, 1.0), cv2.LINE_8, _SHIFT)
-    cv2.fillConvexPoly(owner, torso, own, cv2.LINE_8, _SHIFT)
-    # a belt-like stripe pattern on the torso, per-person texture
-    if rng.random() < 0.6:
-        stripe = _shade(base, rng.uniform(0.5, 0.8))
-        for t in np.linspace(0.15, 0.85, int(rng.integers(2, 5))):
-            p = kp[6] + (kp[12] - kp[6]) * t
-            q = kp[5] + (kp[11] - kp[5]) * t
-            cv2.line(
-                img,
-                tuple(_pts(p)[0]),
-                tuple(_pts(q)[0]),
-                stripe,
-                max(1, int(T * 0.03)),
-                cv2.LINE_8,
-                _SHIFT,
-            )
-    # neck
-    _limb((img, owner), extra["neck"], extra["head"], 0.14 * T, 0.14 * T, (_shade(skin, 0.9), own))
-    for a, b, wa, wb in _LIMBS[:4]:
-        f = 1.3 if a in _LEFT else 0.7
-        _limb((img, owner), kp[a], kp[b], wa * T, wb * T, (_shade(base, f), own))
-    # head: ellipse with face marks; left ear light blue-ish, right ear red-ish
-    r = extra["r"]
-    c = tuple(_pts(extra["head"])[0])
-    axes = (int(r * _ONE), int(r * 1.15 * _ONE))
-    ang = math.degrees(math.atan2(extra["down"][1], extra["down"][0])) - 90
-    for canvas, col in ((img, tuple(int(v) for v in skin)), (owner, own)):
-        cv2.ellipse(canvas, c, axes, ang, 0, 360, col, -1, cv2.LINE_8, _SHIFT)
-    dot = max(1, int(r * 0.13 * _ONE))
-    for k, col in ((1, (30, 30, 30)), (2, (30, 30, 30)), (0, (40, 40, 170))):
-        cv2.circle(img, tuple(_pts(kp[k])[0]), dot, col, -1, cv2.LINE_8, _SHIFT)
-    cv2.circle(img, tuple(_pts(kp[3])[0]), int(dot * 1.3), (220, 160, 60), -1, cv2.LINE_8, _SHIFT)
-    cv2.circle(img, tuple(_pts(kp[4])[0]), int(dot * 1.3), (60, 60, 220), -1, cv2.LINE_8, _SHIFT)
+def _clipped_line(img, ids, pid: int, a, b, colour, width: int) -> None:
+    """A line drawn only over this person's torso pixels (``ids``)."""
+    h, w = img.shape[:2]
+    lo = np.floor(np.minimum(a, b) - width).astype(int)
+    hi = np.ceil(np.maximum(a, b) + width + 1).astype(int)
+    x0, y0 = max(0, lo[0]), max(0, lo[1])
+    x1, y1 = min(w, hi[0]), min(h, hi[1])
+    if x1 <= x0 or y1 <= y0:
+        return
+    layer = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    off = np.array([x0, y0], np.float64)
+    cv2.line(layer, tuple(_pts(a - off)[0]), tuple(_pts(b - off)[0]), (1,), width,
+             cv2.LINE_8, _SHIFT)  # fmt: skip
+    sel = (layer > 0) & (ids[y0:y1, x0:x1] == pid * _PARTS + _TORSO)
+    img[y0:y1, x0:x1][sel] = colour
 
 
+# ---------------------------------------------------------------------------- background
 def _background(rng: np.random.Generator, size: int, max_blobs: int = 7) -> np.ndarray:
-    """Textured BGR background: smooth noise + stripes + blobs (no loop over pixels)."""
+    """Textured BGR background: smooth noise, then a floor, tiles or stripes, rectangles and
+    blobs, then pixel noise (no loop over pixels)."""
     g = int(rng.integers(3, 12))
     low = (
         rng.uniform(40, 215, (1, 1, 3))
@@ -216,17 +579,35 @@ def _background(rng: np.random.Generator, size: int, max_blobs: int = 7) -> np.n
     )
     low = cv2.resize(low.astype(np.float32), (32, 32), interpolation=cv2.INTER_CUBIC)
     img = cv2.resize(low, (size, size), interpolation=cv2.INTER_LINEAR)
-    if rng.random() < 0.5:  # stripes: sin(u + v) = sin u cos v + cos u sin v, two outer products
+    t = np.arange(size, dtype=np.float32)
+    kind = rng.random()
+    if kind < 0.35:  # stripes: sin(u + v) = sin u cos v + cos u sin v, two outer products
         ang = rng.uniform(0, np.pi)
         freq = rng.uniform(2, 25) * 2 * np.pi / size
-        t = np.arange(size, dtype=np.float32)
         u = t * np.float32(np.cos(ang) * freq) + np.float32(rng.uniform(0, 6.3))
         v = t * np.float32(np.sin(ang) * freq)
         wave = np.outer(np.cos(v), np.sin(u)) + np.outer(np.sin(v), np.cos(u))
         img += wave[..., None] * rng.uniform(8, 35, 3).astype(np.float32)
+    elif kind < 0.65:  # a floor below a horizon, tiled in perspective
+        horizon = int(rng.uniform(0.2, 0.6) * size)
+        floor = rng.uniform(30, 220, 3).astype(np.float32)
+        rows = t[horizon:] - horizon + 8.0
+        depth = (size / rows)[:, None]  # farther rows: finer tiles
+        xs = (t[None, :] - size / 2) / rows[:, None] * 8.0
+        check = (np.floor(xs * rng.uniform(0.5, 2)) + np.floor(depth * rng.uniform(4, 12))) % 2
+        amp = np.float32(rng.uniform(5, 30))
+        img[horizon:] = floor + (check[..., None] - 0.5) * amp + (img[horizon:] - img.mean()) * 0.3
+    elif kind < 0.8:  # square tiles
+        cell = int(rng.integers(8, max(9, size // 6)))
+        check = ((t[:, None] // cell + t[None, :] // cell) % 2).astype(np.float32)
+        img += (check[..., None] - 0.5) * rng.uniform(10, 40, 3).astype(np.float32)
+    for _ in range(int(rng.integers(0, 4))):  # rectangles: doors, windows, furniture
+        x, y = (int(v) for v in rng.integers(0, size, 2))
+        w, h = (int(v) for v in rng.integers(size // 16, size // 3, 2))
+        cv2.rectangle(img, (x, y), (x + w, y + h), rng.uniform(0, 255, 3).tolist(), -1)
     for _ in range(int(rng.integers(0, max_blobs + 1))):  # blobs
         c = (int(rng.integers(0, size)), int(rng.integers(0, size)))
-        ax = (int(rng.integers(4, size // 5)), int(rng.integers(4, size // 5)))
+        ax = (int(rng.integers(4, max(5, size // 5))), int(rng.integers(4, max(5, size // 5))))
         cv2.ellipse(
             img, c, ax, float(rng.uniform(0, 180)), 0, 360, rng.uniform(0, 255, 3).tolist(), -1
         )
@@ -238,43 +619,98 @@ def _background(rng: np.random.Generator, size: int, max_blobs: int = 7) -> np.n
 
 
 # ---------------------------------------------------------------------------- one image
+def render_people(
+    people: Sequence[Person],
+    background: np.ndarray,
+    crowd: Sequence[Person] = (),
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Draw ``people`` in the given order (first = farthest) over ``background`` (BGR uint8,
+    copied), after the tiny figures of an optional ``crowd`` region.
+
+    Returns ``(image, annotations)``: one annotation per person with a visible pixel, in the
+    drawing order, then the crowd region if it has one. Each has ``keypoints`` ``(17, 3)``
+    float ``[x, y, v]`` (image px; v 2 visible, 1 covered, 0 unlabelled or outside), ``mask``
+    ``(H, W)`` bool of its visible pixels, ``torso`` (px) and ``iscrowd`` (bool).
+    """
+    img = np.ascontiguousarray(background).copy()
+    h, w = img.shape[:2]
+    ids = np.zeros((h, w), np.uint16)
+    for q in crowd:
+        _draw_person(img, ids, _CROWD_ID, q)
+    keypoints = [_draw_person(img, ids, i + 1, p) for i, p in enumerate(people)]
+    owner = ids // _PARTS
+    anns = []
+    for i, p in enumerate(people):
+        mask = owner == i + 1
+        if not mask.any():
+            continue
+        xy, _depth, labelled = keypoints[i]
+        xi = np.round(xy[:, 0]).astype(int)
+        yi = np.round(xy[:, 1]).astype(int)
+        inside = (xi >= 0) & (yi >= 0) & (xi < w) & (yi < h) & labelled
+        vis = np.zeros(17)
+        for k in np.nonzero(inside)[0]:
+            here = int(ids[yi[k], xi[k]])
+            who = here // _PARTS
+            if who == i + 1:  # its own part, or another part of the same body in front
+                vis[k] = 2 if here % _PARTS in _OWN_PARTS[k] else 1
+            else:  # a nearer person covers it, or it lies just off its silhouette (edge px)
+                vis[k] = 1 if i + 1 < who != _CROWD_ID else 2
+        out = np.concatenate([np.where(inside[:, None], xy, 0.0), vis[:, None]], 1)
+        anns.append({"keypoints": out, "mask": mask, "torso": float(p.torso), "iscrowd": False})
+    if crowd:
+        mask = owner == _CROWD_ID
+        if mask.any():
+            anns.append({"keypoints": np.zeros((17, 3)), "mask": mask,
+                         "torso": float(np.mean([q.torso for q in crowd])), "iscrowd": True})  # fmt: skip
+    return img, anns
+
+
+def _crowd_region(rng: np.random.Generator, cfg: SynthConfig) -> list[Person]:
+    """A dense cluster of tiny standing figures (too small to label: one iscrowd region)."""
+    S = cfg.size
+    cx, cy = rng.uniform(0.1, 0.9) * S, rng.uniform(0.15, 0.6) * S
+    wide, tall = rng.uniform(0.15, 0.45) * S, rng.uniform(0.05, 0.15) * S
+    n = int(rng.integers(10, 31))
+    T = max(2.0, rng.uniform(0.015, 0.035) * S)
+    centres = np.stack([rng.uniform(cx - wide / 2, cx + wide / 2, n),
+                        np.sort(rng.uniform(cy - tall / 2, cy + tall / 2, n))], 1)  # fmt: skip
+    return [random_person(rng, c, T * rng.uniform(0.85, 1.15), views=cfg.views, build=cfg.build)
+            for c in centres]  # fmt: skip
+
+
 def render_image(
     rng: np.random.Generator, cfg: SynthConfig = SynthConfig()
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Render one image.
 
     Returns:
-        ``(image BGR uint8 (S, S, 3), annotations)``; each annotation has ``keypoints``
-        ``(17, 3)`` float ``[x, y, v]`` (image px; v 2 visible, 1 occluded, 0 outside),
-        ``mask`` ``(S, S)`` bool of its visible pixels, ``torso`` (px).
+        ``(image BGR uint8 (S, S, 3), annotations)`` as :func:`render_people`: each
+        annotation has ``keypoints`` ``(17, 3)`` float ``[x, y, v]`` (image px; v 2 visible,
+        1 covered, 0 unlabelled or outside), ``mask`` ``(S, S)`` bool of its visible pixels,
+        ``torso`` (px) and ``iscrowd``.
     """
     S = cfg.size
     img = _background(rng, S, cfg.max_blobs)
-    owner = np.zeros((S, S), np.uint8)  # 0 = background, i + 1 = person i
-    n = int(rng.integers(cfg.min_people, cfg.max_people + 1))
-    torsos = np.sort(rng.uniform(cfg.min_torso, cfg.max_torso, n) * S)  # far (small) first
-    people = []
-    for i, T in enumerate(torsos):
-        # centre may push limbs out of the frame
-        center = rng.uniform(-cfg.edge * S, (1 + cfg.edge) * S, 2)
-        kp, extra = _pose(rng, center, T)
-        _draw_person(img, owner, i + 1, kp, extra, T, rng)
-        people.append((kp, T))
-    anns = []
-    for i, (kp, T) in enumerate(people):
-        mask = owner == i + 1
-        if not mask.any():
-            continue
-        xi = np.round(kp[:, 0]).astype(int)
-        yi = np.round(kp[:, 1]).astype(int)
-        inside = (xi >= 0) & (yi >= 0) & (xi < S) & (yi < S)
-        vis = np.zeros(17)
-        seen = np.zeros(17, bool)
-        seen[inside] = owner[yi[inside], xi[inside]] == i + 1
-        vis[inside] = np.where(seen[inside], 2, 1)
-        out = np.concatenate([np.where(inside[:, None], kp, 0.0), vis[:, None]], 1)
-        anns.append({"keypoints": out, "mask": mask, "torso": float(T)})
-    return img, anns
+    crowd = _crowd_region(rng, cfg) if rng.random() < cfg.iscrowd_prob else []
+    people: list[Person] = []
+    if rng.random() < cfg.crowd_prob:
+        # a crowd-like scene on a ground plane: farther = higher in the image and smaller
+        n = int(rng.integers(cfg.crowd_people[0], cfg.crowd_people[1] + 1))
+        feet = np.sort(rng.uniform(0.45, 1.05, n)) * S
+        for fy in feet:
+            T = (cfg.min_torso + (cfg.max_torso - cfg.min_torso) * (fy / S - 0.45) / 0.6) * S
+            T = max(T, cfg.min_torso * S) * rng.uniform(0.9, 1.1)
+            cx = rng.uniform(-cfg.edge * S, (1 + cfg.edge) * S)
+            people.append(random_person(rng, (cx, fy - 1.6 * T), T, views=cfg.views,
+                                        build=cfg.build))  # fmt: skip
+    else:
+        n = int(rng.integers(cfg.min_people, cfg.max_people + 1))
+        torsos = np.sort(rng.uniform(cfg.min_torso, cfg.max_torso, n) * S)  # far (small) first
+        for T in torsos:
+            center = rng.uniform(-cfg.edge * S, (1 + cfg.edge) * S, 2)
+            people.append(random_person(rng, center, T, views=cfg.views, build=cfg.build))
+    return render_people(people, img, crowd)
 
 
 def _coco_annotation(ann: dict[str, Any], ann_id: int, image_id: int) -> dict[str, Any] | None:
@@ -290,7 +726,7 @@ def _coco_annotation(ann: dict[str, Any], ann_id: int, image_id: int) -> dict[st
         "id": ann_id,
         "image_id": image_id,
         "category_id": 1,
-        "iscrowd": 0,
+        "iscrowd": int(bool(ann.get("iscrowd", False))),
         "keypoints": [round(float(v), 2) for v in kp.reshape(-1)],
         "num_keypoints": int((kp[:, 2] > 0).sum()),
         "bbox": [float(x), float(y), float(w), float(h)],
@@ -348,7 +784,7 @@ def generate_synthetic(
     n_val = min(n_val, num_images - 1)
     splits: dict[str, dict[str, Any]] = {
         s: {
-            "info": {"description": f"fusepose synthetic people, seed {seed}", "version": "1.0"},
+            "info": {"description": f"fusepose synthetic people, seed {seed}", "version": "2.0"},
             "licenses": [],
             "images": [],
             "annotations": [],

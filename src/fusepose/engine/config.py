@@ -135,6 +135,8 @@ class LossConfig:
     heatmap_weights: tuple[float, ...] = (1.0, 1.0)  # bottom-up: per resolution
     push_factor: float = 1e-3
     pull_factor: float = 1e-3
+    # push term of the AE loss: "exp" (HigherHRNet's default) or "max" (its hinge variant)
+    ae_type: str = "exp"
     stage_weights: tuple[float, ...] | None = None  # top-down: per output (None = all 1.0)
 
 

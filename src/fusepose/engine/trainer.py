@@ -1,6 +1,6 @@
 """The training loop: plain and readable, torchvision-references style.
 
-    cfg = load_config("configs/lmfnet_synth-128_1xb4-30e.yaml")
+    cfg = load_config("configs/lmfnet_synth-128_1xb8-8e.yaml")
     result = train(cfg, resume="auto")
 
 One process per device; under ``torchrun`` the default process group is initialised from the
@@ -54,6 +54,7 @@ from fusepose.engine.validate import evaluate_model, run_description
 from fusepose.errors import CheckpointError, ConfigError, FusePoseError
 from fusepose.files import write_json_atomic
 from fusepose.losses import build_loss
+from fusepose.losses.ae import AE_TYPES
 from fusepose.models.pretrained import BackboneReport, load_pretrained_backbone
 from fusepose.models.registry import create_model, list_models
 
@@ -164,6 +165,8 @@ class Trainer:
 
         if loss_fn is None:
             lc = cfg.loss
+            if lc.ae_type not in AE_TYPES:
+                raise ConfigError(f"loss.ae_type: {lc.ae_type!r} is not one of {AE_TYPES}")
             if self.kind == "bottom_up":
                 loss_fn = build_loss(
                     "bottom_up",
@@ -171,6 +174,7 @@ class Trainer:
                     heatmap_weights=lc.heatmap_weights,
                     push_factor=lc.push_factor,
                     pull_factor=lc.pull_factor,
+                    ae_type=lc.ae_type,
                 )
             else:
                 loss_fn = build_loss("top_down", self.num_keypoints, stage_weights=lc.stage_weights)

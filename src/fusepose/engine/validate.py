@@ -16,15 +16,17 @@ from torch import nn
 
 from fusepose.description import ModelDescription
 from fusepose.engine.config import Config, config_to_dict
+from fusepose.engine.data import build_dataset, target_codec
 from fusepose.errors import ConfigError
 from fusepose.evaluation import COCO_KEYS
 from fusepose.inference.dataset import evaluate_dataset
 from fusepose.inference.predictor import Predictor
+from fusepose.losses import TagSeparation
 from fusepose.modelfile import description_from_config
 
 log = logging.getLogger(__name__)
 
-__all__ = ["evaluate_model", "run_description"]
+__all__ = ["evaluate_model", "run_description", "tag_separation"]
 
 
 def run_description(cfg: Config) -> ModelDescription:
@@ -55,3 +57,37 @@ def evaluate_model(
     if not metrics["results"]:
         log.warning("validation: the model found no people; AP = 0")
     return {k: float(metrics[k]) for k in COCO_KEYS}
+
+
+@torch.no_grad()
+def tag_separation(
+    model: nn.Module,
+    cfg: Config,
+    device: torch.device | str,
+    desc: ModelDescription | None = None,
+) -> dict[str, float]:
+    """How far apart a bottom-up model's tags put the people of ``cfg.data.val_ann``.
+
+    Each validation image goes through the training codec at the validation geometry (no
+    augmentation); the network's 1/4 tag maps are read at every labelled joint of every
+    person (``tag_joints``) and summarised by :class:`fusepose.losses.TagSeparation`
+    (``tag_within``, ``tag_between``, ``tag_separation``, ``tag_pairs_apart``, ...), with the
+    decoder's ``tag_threshold`` as the distance that counts as apart.
+    """
+    desc = desc or run_description(cfg)
+    if desc.kind != "bottom_up":
+        raise ConfigError(f"model.name: {desc.model} is not bottom-up: it has no tags")
+    codec = target_codec(desc, cfg)
+    data = build_dataset(cfg, desc, codec, train=False)
+    stats = TagSeparation(float(getattr(codec, "tag_threshold", 1.0)))
+    k = desc.num_keypoints
+    was_training = model.training
+    model.eval()
+    try:
+        for i in range(len(data)):
+            sample = data[i]
+            out_q = model(sample["image"][None].to(device))[0]
+            stats.update(out_q[:, k : 2 * k].float().cpu(), sample["tag_joints"][None])
+    finally:
+        model.train(was_training)
+    return stats.result()

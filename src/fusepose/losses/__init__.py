@@ -10,7 +10,7 @@ from typing import Any
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from fusepose.losses.ae import AELoss, ae_loss_per_image
+from fusepose.losses.ae import AELoss, TagSeparation, ae_loss_per_image, person_tags
 from fusepose.losses.heatmap import (
     JointsMSELoss,
     MultiResolutionHeatmapLoss,
@@ -25,10 +25,12 @@ __all__ = [
     "JointsMSELoss",
     "MultiResolutionHeatmapLoss",
     "MultiStageJointsMSELoss",
+    "TagSeparation",
     "TopDownLoss",
     "ae_loss_per_image",
     "build_loss",
     "masked_heatmap_mse",
+    "person_tags",
 ]
 
 
@@ -47,11 +49,12 @@ class BottomUpLoss(nn.Module):
         heatmap_weights: Sequence[float] = (1.0, 1.0),
         push_factor: float = 1e-3,
         pull_factor: float = 1e-3,
+        ae_type: str = "exp",
     ) -> None:
         super().__init__()
         self.k = int(num_keypoints)
         self.heatmap = MultiResolutionHeatmapLoss(heatmap_weights)
-        self.ae = AELoss(push_factor, pull_factor)
+        self.ae = AELoss(push_factor, pull_factor, ae_type)
 
     def forward(self, outputs: Sequence[Tensor], batch: Mapping[str, Any]):
         out_q, out_h = outputs[0], outputs[1]

@@ -1,0 +1,76 @@
+"""`fusepose demo`: the pipeline on synthetic people, with the held-out set split by people."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fusepose.data.synth import PRESETS, render_image
+from fusepose.engine.demo import VAL_FRACTION, people_subset
+
+
+def test_the_demo_held_out_set_has_two_and_three_person_images():
+    """The default demo (1200 images, seed 0, preset 'demo') holds out its last 120 images;
+    they include one-, two- and three-person images (counted from the renderer itself)."""
+    n = 1200
+    n_val = round(n * VAL_FRACTION)
+    counts = []
+    for i in range(n - n_val, n):
+        _img, anns = render_image(np.random.default_rng([0, i]), PRESETS["demo"])
+        counts.append(sum(1 for a in anns if not a["iscrowd"]))
+    assert {1, 2, 3} <= set(counts)
+    assert counts.count(2) >= 20 and counts.count(3) >= 20
+
+
+def test_people_subset(tmp_path):
+    data = {"images": [{"id": i} for i in (1, 2, 3)], "categories": [],
+            "annotations": [{"id": 1, "image_id": 1}, {"id": 2, "image_id": 1},
+                            {"id": 3, "image_id": 1, "iscrowd": 1}, {"id": 4, "image_id": 2},
+                            {"id": 5, "image_id": 3}, {"id": 6, "image_id": 3}]}  # fmt: skip
+    src = tmp_path / "val.json"
+    src.write_text(json.dumps(data))
+    path, count = people_subset(src, 2, tmp_path / "two.json")
+    sub = json.loads(path.read_text())
+    assert count == 2 and [im["id"] for im in sub["images"]] == [1, 3]
+    assert [a["id"] for a in sub["annotations"]] == [1, 2, 3, 5, 6]  # crowd region kept
+    assert people_subset(src, 3, tmp_path / "three.json")[1] == 0
+
+
+@pytest.mark.slow
+def test_demo_cli_smoke(tmp_path):
+    """A few steps: summary.json with the AP split by people and the tag separation, the
+    drawings (prediction | ground truth) and the curves PNG in the run folder."""
+    out = tmp_path / "demo"
+    r = subprocess.run(
+        [sys.executable, "-m", "fusepose.cli.main", "demo", "--out", str(out), "--images", "40",
+         "--epochs", "2", "--set", "train.max_steps_per_epoch=2", "--set", "data.num_workers=0",
+         "--set", "train.log_interval=1", "--draw", "2"],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    s = json.loads((out / "summary.json").read_text())
+    for key in (
+        "AP",
+        "AP50",
+        "AP_2people",
+        "AP_3people",
+        "tag_separation",
+        "tag_pairs_apart",
+        "train_images_per_s",
+        "total_seconds",
+        "AP_untrained",
+    ):
+        assert key in s
+    assert 0.0 <= s["AP"] <= 1.0 and s["steps"] == 4
+    assert sum(s["val_images_by_people"].values()) <= s["val_images"]
+    assert (out / "train" / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert len(s["predictions"]) == 2
+    import cv2
+
+    img = cv2.imread(s["predictions"][0])
+    assert img.shape[1] > 2 * img.shape[0] - 20  # two panels side by side
+    assert "held-out COCO AP" in r.stdout and "two-person images" in r.stdout
