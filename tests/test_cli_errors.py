@@ -137,6 +137,21 @@ def _cases(coco_dir: Path, tmp: Path) -> list[tuple[str, list[str], str]]:
         ("inspect text file", ["inspect", str(tmp / "junk.pth")], "not a readable checkpoint"),
         ("demo too few images", ["demo", "--images", "5", "--out", str(tmp / "demo")],
          "--images"),
+        ("demo negative epochs (before rendering)", ["demo", "--epochs", "-1", "--out",
+                                                     str(tmp / "demo")], "train.epochs"),
+        ("demo unknown config key", ["demo", "--set", "train.lr=1", "--out", str(tmp / "demo")],
+         "train.lr"),
+        ("demo negative draw", ["demo", "--draw", "-1", "--out", str(tmp / "demo")], "--draw"),
+        ("ablate unknown variant", ["ablate", "table3", "--variants", "nope", "--out",
+                                    str(tmp / "abl")], "--variants"),
+        ("ablate missing data", ["ablate", "table3", "--data", str(tmp / "nodata"), "--out",
+                                 str(tmp / "abl")], "annotation file not found"),
+        ("ablate zero threads", ["ablate", "table3", "--threads", "0", "--out",
+                                 str(tmp / "abl")], "--threads"),
+        ("ablate zero latency runs", ["ablate", "sfm-attention", "--latency-runs", "0", "--out",
+                                      str(tmp / "abl")], "--latency-runs"),
+        ("ablate zero epochs", ["ablate", "table3", "--set", "train.epochs=0", "--out",
+                                str(tmp / "abl")], "train.epochs"),
     ]
 
 

@@ -128,6 +128,19 @@ def test_masked_mse_by_hand():
     assert masked_heatmap_mse(pred, target, None).item() == pytest.approx(40 / 8)
 
 
+def test_masked_mse_foreground_weight_by_hand():
+    """fg_weight w: each pixel's squared error times 1 + w * target; w = 0 is the plain loss."""
+    pred = torch.zeros(1, 1, 2, 2)
+    pred[0, 0, 1, 1] = 0.5  # a false positive on the background
+    target = torch.zeros(1, 1, 2, 2)
+    target[0, 0, 0, 0] = 1.0  # a missed peak
+    plain = (1.0 + 0.25) / 4
+    assert masked_heatmap_mse(pred, target, None).item() == pytest.approx(plain)
+    assert masked_heatmap_mse(pred, target, None, fg_weight=0.0).item() == pytest.approx(plain)
+    # the peak's error counts 1 + 10 times, the background's once: (11 * 1 + 0.25) / 4
+    assert masked_heatmap_mse(pred, target, None, fg_weight=10.0).item() == pytest.approx(11.25 / 4)
+
+
 def test_joints_mse_target_weight_by_hand():
     pred = torch.full((1, 2, 2, 2), 2.0)
     target = torch.zeros(1, 2, 2, 2)

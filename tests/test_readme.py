@@ -8,6 +8,8 @@ suite runs ``fusepose demo`` through tests/test_package.py."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from conftest import readme_blocks, readme_train, run_readme
 
@@ -43,3 +45,27 @@ def test_every_readme_command_runs_as_written(readme_ws):
                 assert proc.returncode == 0, (cmd, proc.stderr[-3000:])
             ran += 1
     assert ran >= 10
+
+
+def _quoted(pattern: str) -> float:
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    m = re.search(pattern, text.replace("\n", " "))
+    assert m, pattern
+    return float(m.group(1))
+
+
+@pytest.mark.slow
+def test_readme_quotes_the_numbers_its_commands_give(overfit_lmfnet, overfit_sfm):
+    """The APs the First-steps section quotes are the ones its commands produce here: the
+    checkpoint's own record and the shared evaluation loop on it (within 0.01: the trainings
+    are seeded, one thread, but another CPU kind may round differently)."""
+    from fusepose.modelfile import describe
+
+    quoted_lmfnet = _quoted(r"The checkpoint records validation AP (0\.\d+)")
+    quoted_sfm = _quoted(r"SFM on the GT boxes: AP (0\.\d+)")
+    for run, quoted in ((overfit_lmfnet, quoted_lmfnet), (overfit_sfm, quoted_sfm)):
+        recorded = describe(run["ckpt"]).val_metric
+        assert abs(recorded - quoted) <= 0.01, (run["ckpt"], recorded, quoted)
+        assert abs(run["AP_after"] - recorded) <= 1e-6

@@ -137,6 +137,8 @@ class LossConfig:
     pull_factor: float = 1e-3
     # push term of the AE loss: "exp" (HigherHRNet's default) or "max" (its hinge variant)
     ae_type: str = "exp"
+    # bottom-up: heatmap pixels weighted 1 + w * target (0 = HigherHRNet's plain masked MSE)
+    heatmap_fg_weight: float = 0.0
     stage_weights: tuple[float, ...] | None = None  # top-down: per output (None = all 1.0)
 
 

@@ -30,7 +30,7 @@ import torch
 from fusepose.data.coco_index import load_coco_keypoints
 from fusepose.data.io import read_image
 from fusepose.data.synth import PRESETS, generate_synthetic
-from fusepose.engine.config import BUNDLED, Config, load_config, resolve_config
+from fusepose.engine.config import BUNDLED, Config, load_config, resolve_config, validate_config
 from fusepose.engine.trainer import Trainer
 from fusepose.engine.validate import evaluate_model, tag_separation
 from fusepose.errors import ConfigError
@@ -91,10 +91,13 @@ def run_demo(
     c_start = time.process_time()
     if images < 20:
         raise ConfigError(f"--images: need at least 20 images (got {images})")
+    if draw < 0:
+        raise ConfigError(f"--draw: need a number of images >= 0 (got {draw})")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     config_path = resolve_config(config) if config else DEMO_CONFIG
-    base = load_config(config_path)
+    changes = [*([f"train.epochs={epochs}"] if epochs is not None else []), *overrides]
+    base = validate_config(load_config(config_path, changes), str(config_path))  # before work
+    out.mkdir(parents=True, exist_ok=True)
     size = int(base.data.input_size[0])
     data_dir = out / "synth"
     say(f"[1/5] rendering {images} synthetic images ({size} px, preset 'demo') into {data_dir}")
@@ -110,8 +113,7 @@ def run_demo(
                for n in (1, 2, 3)}  # fmt: skip
     cfg = load_config(config_path, [
         f"data.train_ann={paths['train']}", f"data.train_images={paths['images']}",
-        f"data.val_ann={paths['val']}", f"data.val_images={paths['images']}",
-        *([f"train.epochs={epochs}"] if epochs is not None else []), *overrides,
+        f"data.val_ann={paths['val']}", f"data.val_images={paths['images']}", *changes,
     ])  # fmt: skip
     run_dir = out / "train"
 
@@ -239,7 +241,10 @@ def _plot_curves(run_dir: Path, path: Path) -> Path:
         "held-out AP50": [(r["epoch"], r.get("val_AP50")) for r in epochs],
         "tag pairs apart": [(r["epoch"], r.get("val_tag_pairs_apart")) for r in epochs],
     }
-    return plot_training_curves(path, loss, metrics, title=f"fusepose demo: {run_dir}")
+    ap = epochs[-1].get("val_AP") if epochs else None
+    n = int(steps[-1]["global_step"] or 0) if steps else 0
+    title = f"fusepose demo: {n} steps" + (f", held-out AP {ap:.3f}" if ap is not None else "")
+    return plot_training_curves(path, loss, metrics, title=title)
 
 
 def _draw(model, desc, cfg: Config, device, folder: Path, limit: int) -> list[Path]:

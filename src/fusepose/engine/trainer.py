@@ -175,6 +175,7 @@ class Trainer:
                     push_factor=lc.push_factor,
                     pull_factor=lc.pull_factor,
                     ae_type=lc.ae_type,
+                    heatmap_fg_weight=lc.heatmap_fg_weight,
                 )
             else:
                 loss_fn = build_loss("top_down", self.num_keypoints, stage_weights=lc.stage_weights)

@@ -50,10 +50,11 @@ class BottomUpLoss(nn.Module):
         push_factor: float = 1e-3,
         pull_factor: float = 1e-3,
         ae_type: str = "exp",
+        heatmap_fg_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.k = int(num_keypoints)
-        self.heatmap = MultiResolutionHeatmapLoss(heatmap_weights)
+        self.heatmap = MultiResolutionHeatmapLoss(heatmap_weights, heatmap_fg_weight)
         self.ae = AELoss(push_factor, pull_factor, ae_type)
 
     def forward(self, outputs: Sequence[Tensor], batch: Mapping[str, Any]):

@@ -11,16 +11,23 @@ import torch
 from torch import Tensor, nn
 
 
-def masked_heatmap_mse(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+def masked_heatmap_mse(
+    pred: Tensor, target: Tensor, mask: Tensor | None = None, fg_weight: float = 0.0
+) -> Tensor:
     """Masked squared error per image: mean over joints and pixels, shape ``(B,)``.
 
     pred, target: ``(B, K, H, W)``; mask: ``(B, H, W)`` or ``(B, K, H, W)`` (1 = use, 0 =
     ignore, e.g. crowd regions), or None. As HigherHRNet: ``((pred - target)**2 * mask)``
     averaged over K, H, W (the mask zeroes terms; it does not change the denominator).
+    ``fg_weight`` > 0 weights each pixel by ``1 + fg_weight * target`` (the Gaussian peaks
+    count ``1 + fg_weight`` times a background pixel, as DEKR weights its heatmap loss);
+    0 is HigherHRNet's loss exactly.
     """
     pred = pred.float()
     target = target.float()
     err = (pred - target) ** 2
+    if fg_weight:
+        err = err * (1.0 + float(fg_weight) * target)
     if mask is not None:
         mask = mask.float()
         if mask.dim() == 3:
@@ -37,9 +44,10 @@ class MultiResolutionHeatmapLoss(nn.Module):
     per-resolution scalars.
     """
 
-    def __init__(self, weights: Sequence[float] = (1.0, 1.0)) -> None:
+    def __init__(self, weights: Sequence[float] = (1.0, 1.0), fg_weight: float = 0.0) -> None:
         super().__init__()
         self.weights = tuple(float(w) for w in weights)
+        self.fg_weight = float(fg_weight)
 
     def forward(
         self, preds: Sequence[Tensor], targets: Sequence[Tensor], masks: Sequence[Tensor | None]
@@ -50,7 +58,7 @@ class MultiResolutionHeatmapLoss(nn.Module):
                 f"{len(targets)} targets, {len(masks)} masks"
             )
         parts = [
-            w * masked_heatmap_mse(p, t, m).mean()
+            w * masked_heatmap_mse(p, t, m, self.fg_weight).mean()
             for w, p, t, m in zip(self.weights, preds, targets, masks, strict=True)
         ]
         return torch.stack(parts).sum(), parts

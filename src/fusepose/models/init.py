@@ -14,6 +14,7 @@ from fusepose.models.blocks.resnet import BasicBlock, Bottleneck
 
 __all__ = [
     "calibrate_batchnorm",
+    "damp_residuals",
     "init_from_scratch",
     "random_inference_weights",
     "zero_init_residuals",
@@ -69,28 +70,46 @@ def zero_init_residuals(model: nn.Module) -> int:
     the full L-MFNet (Ghost-Blocks with BN after the sum and CBAM on the shortcut) has input-
     layer gradient norms of ~1e8 at He init and does not learn. Returns the modules changed.
     """
+    return damp_residuals(model, branch=0.0, gate=0.0)
+
+
+@torch.no_grad()
+def damp_residuals(model: nn.Module, branch: float, gate: float) -> int:
+    """Scale the last BatchNorm weight of every residual branch by ``branch`` and the last conv
+    of every CBAM gate by ``gate`` (the modules :func:`zero_init_residuals` zeroes; it is
+    ``branch = gate = 0``). Returns the modules changed."""
     n = 0
     for m in model.modules():
         if isinstance(m, BasicBlock):
-            bns = [m.bn2]
+            params = [m.bn2.weight]
+            scale = branch
         elif isinstance(m, Bottleneck):
-            bns = [m.bn3]
+            params = [m.bn3.weight]
+            scale = branch
         elif isinstance(m, GhostBlock):
-            bns = [m.ghost2.primary.bn, m.ghost2.cheap.bn]
+            params = [m.ghost2.primary.bn.weight, m.ghost2.cheap.bn.weight]
+            scale = branch
         elif isinstance(m, CBAM):
-            nn.init.zeros_(m.channel.mlp[-1].weight)
-            nn.init.zeros_(m.spatial.conv.weight)
-            n += 1
-            continue
+            params = [m.channel.mlp[-1].weight, m.spatial.conv.weight]
+            scale = gate
         else:
             continue
-        for bn in bns:
-            nn.init.zeros_(bn.weight)
+        for p in params:
+            p.mul_(float(scale))
         n += 1
     return n
 
 
-@torch.no_grad()
+# random inference weights: residual branches and attention gates at these fractions of He init.
+# At full He scale the Ghost-Block + CBAM networks are chaotic: random L-MFNet's heatmaps in fp32
+# and fp64 differ by 0.91 of their maximum, and a 1e-6 change of the input changes them by
+# 1.15 (the CBAM gates' sigmoids switch on logits of large scale, compounded over 108 modules).
+# At (0.1, 0.03) fp32 and fp64 differ by 2.8e-4 of the maximum (HigherHRNet-W32: 1.6e-5 either
+# way) and the heatmaps still vary over the image (std 0.04 of their maximum).
+RANDOM_BRANCH_SCALE = 0.1
+RANDOM_GATE_SCALE = 0.03
+
+
 def calibrate_batchnorm(model: nn.Module, inputs: Iterable[torch.Tensor]) -> int:
     """Set every BatchNorm's running mean / variance to the statistics of ``inputs``
     (``(B, 3, H, W)`` network inputs), as a short pass in train mode with cumulative averaging
@@ -116,15 +135,23 @@ def calibrate_batchnorm(model: nn.Module, inputs: Iterable[torch.Tensor]) -> int
 @torch.no_grad()
 def random_inference_weights(model: nn.Module, inputs: Iterable[torch.Tensor], seed: int = 0
                              ) -> nn.Module:  # fmt: skip
-    """Non-degenerate random weights: He init everywhere (prediction convs included), BN
-    statistics calibrated on ``inputs``, and each prediction conv scaled so that its largest
+    """Non-degenerate, well-conditioned random weights: He init everywhere (prediction convs
+    included), residual branches and attention gates damped (:data:`RANDOM_BRANCH_SCALE`,
+    :data:`RANDOM_GATE_SCALE`), BN statistics calibrated on ``inputs`` batched with as many
+    standard-normal inputs, and each prediction conv scaled so that its largest
     output on ``inputs`` is 1 (the range of trained heatmaps). With the official N(0, 0.001)
     init the outputs of a deep pose net are all but zero (L-MFNet exactly 0.0), which no export
     check or decode timing can use. In place; returns the model in eval mode."""
     inputs = list(inputs)
     torch.manual_seed(seed)
     init_from_scratch(model, output_std=None)
-    calibrate_batchnorm(model, inputs)
+    damp_residuals(model, RANDOM_BRANCH_SCALE, RANDOM_GATE_SCALE)
+    # statistics of real pixels and of N(0, 1) noise together: calibrated on one image only, a
+    # channel nearly constant on it normalises any other input by a tiny variance (random
+    # L-MFNet: outputs 1e8 on a noise input, the export check's second input; 0.7 with this)
+    noise = torch.Generator().manual_seed(seed)
+    calibrate_batchnorm(model, [torch.cat([x, torch.randn(x.shape, generator=noise, dtype=x.dtype)])
+                                for x in inputs])  # fmt: skip
     peaks: dict[int, float] = {}
 
     def hook(mod: nn.Module, _inp: object, out: torch.Tensor) -> None:
