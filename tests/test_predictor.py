@@ -348,3 +348,20 @@ def test_onnx_backend_matches_torch_top_down(tmp_path, coco_dir, coco_gt):
 
 def test_onnx_backend_matches_torch_bottom_up(tmp_path, coco_dir, bu_module):
     _onnx_vs_torch(bu_module, tmp_path, (128, 128), True, coco_dir / "000000196141.jpg")
+
+
+def test_oracle_ap_separates_what_the_network_and_the_decoder_contribute(coco_dir):
+    """Random weights on the 4 COCO images: the network alone finds nobody right (AP ~ 0);
+    with every output ideal the decoder recovers the ground truth (AP ~ 1, whatever the
+    network); ideal heatmaps with random tags group some people right, so lie in between."""
+    from fusepose.inference.gt_outputs import oracle_ap
+
+    pred = Predictor("lmfnet_lite", allow_random_weights=True, input_size=256, num_threads=1)
+    ann = coco_dir / "test_coco.json"
+    ap = {part: oracle_ap(pred, ann, coco_dir, part)["AP"] for part in
+          ("none", "heatmaps", "both")}  # fmt: skip
+    assert ap["none"] < 0.05 and ap["both"] > 0.95, ap
+    assert ap["none"] < ap["heatmaps"] < ap["both"], ap
+    assert pred.output_hook is None  # the Predictor is left as it was
+    with pytest.raises(ConfigError, match="replace"):
+        oracle_ap(pred, ann, coco_dir, "everything")

@@ -10,10 +10,15 @@ decoder a realistic number of peaks when timing it with random weights.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
+from fusepose.data.coco_index import load_coco_keypoints
+from fusepose.data.io import read_image
 from fusepose.data.transforms import affine_points
+from fusepose.errors import ConfigError
+from fusepose.evaluation.coco import evaluate_coco
 
 
 def _flip_keypoints(kp: np.ndarray, width: int, flip_index: Sequence[int]) -> np.ndarray:
@@ -80,3 +85,48 @@ def top_down_gt_hook(predictor, boxes: np.ndarray, keypoints: np.ndarray):
         return [np.stack(hms).astype(np.float32)]
 
     return hook
+
+
+ORACLE_PARTS = ("none", "tags", "heatmaps", "both")
+
+
+def oracle_ap(predictor, ann_file, image_dir, replace: str = "both", backend: str = "faster"):
+    """COCO AP of a bottom-up ``predictor`` on a COCO-format set with part of its outputs
+    replaced by the ideal ones for each image's ground truth: where a model's AP goes.
+
+    ``replace``: ``"none"`` (the network alone), ``"tags"`` (ideal tags, the network's
+    heatmaps: what perfect grouping would give), ``"heatmaps"`` (ideal heatmaps, the network's
+    tags), ``"both"`` (the decoder's ceiling on this set). Every person is scored (score
+    threshold 0), as in evaluation. Returns :func:`fusepose.evaluation.evaluate_coco`'s stats.
+    """
+    if replace not in ORACLE_PARTS:
+        raise ConfigError(f"replace={replace!r}: choose from {', '.join(ORACLE_PARTS)}")
+    if predictor.description.kind != "bottom_up":
+        raise ConfigError(f"{predictor.description.model}: oracle_ap needs a bottom-up model")
+    k = predictor.description.num_keypoints
+    idx = load_coco_keypoints(ann_file)
+    results: list[dict] = []
+    saved = predictor.output_hook
+    try:
+        for iid in idx.image_ids:
+            people = [a.keypoints for a in idx.annotations[iid] if not a.iscrowd]
+            ideal = bottom_up_gt_hook(predictor, np.stack(people) if people else
+                                      np.zeros((0, k, 3)))  # fmt: skip
+
+            def hook(outputs, matrices, ideal=ideal):
+                q, h = ideal(outputs, matrices)
+                out_q = outputs[0].copy()
+                if replace == "tags":
+                    out_q[:, k:] = q[:, k:]
+                    return [out_q, outputs[1]]
+                out_q[:, :k] = q[:, :k]  # heatmaps (and, for "both", the tags below)
+                if replace == "both":
+                    out_q[:, k:] = q[:, k:]
+                return [out_q, h]
+
+            predictor.output_hook = None if replace == "none" else hook
+            img = read_image(Path(image_dir) / idx.images[iid]["file_name"])
+            results += predictor.predict_frame(img, image_id=iid, score_thr=0.0).to_coco(iid)
+    finally:
+        predictor.output_hook = saved
+    return evaluate_coco(str(ann_file), results, backend=backend, per_keypoint=False)
