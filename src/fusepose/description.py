@@ -28,6 +28,7 @@ from fusepose.skeletons import SKELETONS, Skeleton, get_skeleton
 
 __all__ = [
     "DESCRIPTION_VERSION",
+    "Described",
     "ModelDescription",
     "TestSettings",
     "default_codec_spec",
@@ -236,6 +237,25 @@ class ModelDescription:
             "overrides": _plain(self.overrides),
             "keypoints": list(self.skeleton.keypoints),
         }
+
+
+class Described:
+    """``model_name``, ``kind`` and ``num_keypoints`` of anything that holds a
+    ``description`` (the Predictor, an exported network)."""
+
+    description: ModelDescription
+
+    @property
+    def model_name(self) -> str:
+        return self.description.model
+
+    @property
+    def kind(self) -> str:
+        return self.description.kind
+
+    @property
+    def num_keypoints(self) -> int:
+        return self.description.num_keypoints
 
 
 def default_codec_spec(kind: str, **kwargs: Any) -> dict[str, Any]:

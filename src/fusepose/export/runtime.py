@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from fusepose.description import ModelDescription
+from fusepose.description import Described, ModelDescription
 from fusepose.errors import CheckpointError
 from fusepose.export.metadata import description_from_metadata, parse_metadata
 
@@ -46,7 +46,7 @@ def session_options(
     return opts
 
 
-class ExportedNetwork:
+class ExportedNetwork(Described):
     """What every runner of an exported file shares: its metadata and description, the fixed
     batch / size of a fixed-shape file, and ``runner(x)``.
 
@@ -70,18 +70,6 @@ class ExportedNetwork:
         b, _, h, w = shape
         self.fixed_batch = b if isinstance(b, int) else None
         self.fixed_hw = (h, w) if isinstance(h, int) and isinstance(w, int) else None
-
-    @property
-    def model_name(self) -> str:
-        return self.description.model
-
-    @property
-    def kind(self) -> str:
-        return self.description.kind
-
-    @property
-    def num_keypoints(self) -> int:
-        return self.description.num_keypoints
 
     def _run(self, x: np.ndarray) -> list[np.ndarray]:
         raise NotImplementedError

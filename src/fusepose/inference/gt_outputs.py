@@ -113,18 +113,17 @@ def oracle_ap(predictor, ann_file, image_dir, replace: str = "both", backend: st
             ideal = bottom_up_gt_hook(predictor, np.stack(people) if people else
                                       np.zeros((0, k, 3)))  # fmt: skip
 
-            def hook(outputs, matrices, ideal=ideal):
+            def mixed(outputs, matrices, ideal=ideal):
                 q, h = ideal(outputs, matrices)
                 out_q = outputs[0].copy()
                 if replace == "tags":
                     out_q[:, k:] = q[:, k:]
                     return [out_q, outputs[1]]
-                out_q[:, :k] = q[:, :k]  # heatmaps (and, for "both", the tags below)
-                if replace == "both":
-                    out_q[:, k:] = q[:, k:]
+                out_q[:, :k] = q[:, :k]  # heatmaps: the network's tags kept
                 return [out_q, h]
 
-            predictor.output_hook = None if replace == "none" else hook
+            hooks = {"none": None, "both": ideal}
+            predictor.output_hook = hooks.get(replace, mixed)
             img = read_image(Path(image_dir) / idx.images[iid]["file_name"])
             results += predictor.predict_frame(img, image_id=iid, score_thr=0.0).to_coco(iid)
     finally:

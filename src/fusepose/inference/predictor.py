@@ -33,7 +33,12 @@ import torch
 from fusepose.assets import sample_image
 from fusepose.codecs.pipelines import build_pipeline
 from fusepose.data.io import read_image
-from fusepose.description import ModelDescription, TestSettings, default_description_for
+from fusepose.description import (
+    Described,
+    ModelDescription,
+    TestSettings,
+    default_description_for,
+)
 from fusepose.errors import CheckpointError, ConfigError
 from fusepose.evaluation.nms import oks_nms
 from fusepose.export.metadata import read_description
@@ -57,7 +62,7 @@ __all__ = ["ImageIds", "Predictor", "oks_nms"]
 Network = Callable[[np.ndarray], list[np.ndarray]]
 
 
-class Predictor:
+class Predictor(Described):
     """Run a model on images, folders, videos or a webcam.
 
     Args:
@@ -263,18 +268,6 @@ class Predictor:
                                        **{**self._codec_kwargs, **overrides})  # fmt: skip
 
     # -------------------------------------------------------------- what it is
-    @property
-    def model_name(self) -> str:
-        return self.description.model
-
-    @property
-    def kind(self) -> str:
-        return self.description.kind
-
-    @property
-    def num_keypoints(self) -> int:
-        return self.description.num_keypoints
-
     @property
     def skeleton(self) -> Skeleton:
         return self.description.skeleton
