@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fusepose.data.synth import PRESETS, render_image
-from fusepose.engine.demo import VAL_FRACTION, people_subset
+from fusepose.engine.demo import VAL_FRACTION, people_subset, score_by_people
 
 
 def test_the_demo_held_out_set_has_two_and_three_person_images():
@@ -38,6 +38,38 @@ def test_people_subset(tmp_path):
     assert count == 2 and [im["id"] for im in sub["images"]] == [1, 3]
     assert [a["id"] for a in sub["annotations"]] == [1, 2, 3, 5, 6]  # crowd region kept
     assert people_subset(src, 3, tmp_path / "three.json")[1] == 0
+
+
+def _person(ann_id, image_id, x0):
+    kp = [[x0 + 2 * k, 10 + 3 * k, 2] for k in range(17)]
+    return {"id": ann_id, "image_id": image_id, "category_id": 1, "iscrowd": 0,
+            "keypoints": [v for p in kp for v in p], "num_keypoints": 17,
+            "bbox": [x0, 10, 32, 48], "area": 1200.0}  # fmt: skip
+
+
+def test_score_by_people_scores_each_subset_from_one_pass(tmp_path):
+    """Image 1 holds one person, image 2 two; the results find image 1's person and one of
+    image 2's, exactly. COCO AP with perfect precision up to recall r is (floor(100 r) + 1) / 101
+    (101 recall points): one-person subset 1.0, two-person subset r = 1/2 -> 51/101, and the whole
+    set r = 2/3 -> 67/101."""
+    from fusepose.evaluation import evaluate_coco
+
+    people = [_person(1, 1, 20), _person(2, 2, 10), _person(3, 2, 60)]
+    gt = {"images": [{"id": i, "file_name": f"{i}.jpg", "width": 128, "height": 128}
+                     for i in (1, 2)],
+          "annotations": people,
+          "categories": [{"id": 1, "name": "person", "keypoints": [str(k) for k in range(17)],
+                          "skeleton": []}]}  # fmt: skip
+    (tmp_path / "val.json").write_text(json.dumps(gt))
+    results = [{"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"],
+                "score": 1.0} for a in people[:2]]  # fmt: skip
+    subsets = {n: people_subset(tmp_path / "val.json", n, tmp_path / f"val_{n}.json")
+               for n in (1, 2, 3)}  # fmt: skip
+    by = score_by_people(results, subsets)
+    assert by[1]["images"] == 1 and by[1]["AP"] == pytest.approx(1.0)
+    assert by[2]["images"] == 1 and by[2]["AP"] == pytest.approx(51 / 101)
+    assert by[3] == {"images": 0, "AP": None, "AP50": None}
+    assert evaluate_coco(tmp_path / "val.json", results)["AP"] == pytest.approx(67 / 101)
 
 
 @pytest.mark.slow

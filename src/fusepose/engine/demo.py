@@ -3,7 +3,7 @@
 1. render a synthetic multi-person COCO-format set (:mod:`fusepose.data.synth`, preset
    ``demo``: 1-3 people, front / back / side views, flip on) and split off held-out images;
 2. train a reduced L-MFNet with the :class:`~fusepose.engine.trainer.Trainer`
-   (``configs/lmfnet_synth-*.yaml``), validating every epoch: COCO AP through
+   (``configs/lmfnet_synth-*.yaml``), validating every ``eval.interval`` epochs: COCO AP through
    :func:`~fusepose.engine.validate.evaluate_model` (the one dataset loop) and tag separation
    (:func:`~fusepose.engine.validate.tag_separation`);
 3. score the final weights on the held-out images, on their two- and three-person images
@@ -34,7 +34,9 @@ from fusepose.engine.config import BUNDLED, Config, load_config, resolve_config,
 from fusepose.engine.trainer import Trainer
 from fusepose.engine.validate import evaluate_model, tag_separation
 from fusepose.errors import ConfigError
+from fusepose.evaluation import COCO_KEYS, evaluate_coco
 from fusepose.files import write_json_atomic
+from fusepose.inference.dataset import evaluate_dataset, scoring_sigmas
 from fusepose.inference.predictor import Predictor
 from fusepose.structures import PoseInstance, PoseResult
 from fusepose.visualization.plots import plot_training_curves
@@ -42,9 +44,9 @@ from fusepose.visualization.skeleton import draw_poses
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEMO_CONFIG", "people_subset", "run_demo"]
+__all__ = ["DEMO_CONFIG", "people_subset", "run_demo", "score_by_people"]
 
-DEMO_CONFIG = BUNDLED / "lmfnet_synth-128_1xb8-8e.yaml"  # package data (fusepose configs)
+DEMO_CONFIG = BUNDLED / "lmfnet_synth-128_1xb8-9e.yaml"  # package data (fusepose configs)
 VAL_FRACTION = 0.1
 TAG_KEYS = ("tag_separation", "tag_between", "tag_within", "tag_pairs_apart")
 
@@ -64,10 +66,25 @@ def people_subset(ann_file: str | Path, people: int, out: str | Path) -> tuple[P
     return Path(out), len(keep)
 
 
-def _with_val(cfg: Config, ann: Path) -> Config:
-    import dataclasses
-
-    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, val_ann=str(ann)))
+def score_by_people(
+    results: list[dict[str, Any]],
+    subsets: dict[int, tuple[Path, int]],
+    *,
+    backend: str = "pycocotools",
+    sigmas: Any = None,
+) -> dict[int, dict[str, Any]]:
+    """COCO AP / AP50 of ``results`` (one pass over the whole held-out set) on each subset
+    ``{people: (ann_file, images)}`` of :func:`people_subset`: the results of the subset's
+    images scored against its ground truth. Empty subsets get ``None``."""
+    out = {}
+    for n, (ann, count) in subsets.items():
+        m: dict[str, Any] = {}
+        if count:
+            ids = set(load_coco_keypoints(ann).image_ids)
+            m = evaluate_coco(ann, [r for r in results if r["image_id"] in ids],
+                              backend=backend, sigmas=sigmas, per_keypoint=False)  # fmt: skip
+        out[n] = {"images": count, "AP": m.get("AP"), "AP50": m.get("AP50")}
+    return out
 
 
 def run_demo(
@@ -146,16 +163,19 @@ def run_demo(
     model = trainer.ema.module if (trainer.ema is not None and cfg.eval.use_ema) else trainer.model
 
     say("[4/5] scoring the final weights on the held-out images (all, 1, 2 and 3 people)")
-    trained = evaluate_model(model, cfg, device, trainer.description)
+    # one pass over the held-out images; the 1-, 2- and 3-person scores are those results
+    # scored against each subset's ground truth
+    predictor = Predictor(model, device=str(device), description=trainer.description)
+    scored = evaluate_dataset(predictor, cfg.data.val_ann, cfg.data.val_images,
+                              max_images=cfg.data.max_val_images, backend=cfg.eval.backend)  # fmt: skip
+    trained = {k: float(scored[k]) for k in COCO_KEYS}
     tags = tag_separation(model, cfg, device, trainer.description)
-    by_people = {}
-    for n, (ann, count) in subsets.items():
-        m = evaluate_model(model, _with_val(cfg, ann), device, trainer.description) if count else {}
-        by_people[n] = {"images": count, "AP": m.get("AP"), "AP50": m.get("AP50")}
+    by_people = score_by_people(scored["results"], subsets, backend=cfg.eval.backend,
+                                sigmas=scoring_sigmas(predictor.skeleton))  # fmt: skip
 
     say("[5/5] drawing held-out predictions beside the ground truth; plotting the curves")
     drawn = _draw(model, trainer.description, cfg, device, out / "predictions", draw)
-    curves = _plot_curves(run_dir, run_dir / "curves.png")
+    curves = _plot_curves(run_dir, run_dir / "curves.png", steps)
     summary = {
         "AP": trained["AP"],
         "AP50": trained["AP50"],
@@ -229,9 +249,10 @@ def _train_seconds(path: Path) -> float:
     return float(sum(r.get("epoch_seconds") or 0.0 for r in _read_csv(path)))
 
 
-def _plot_curves(run_dir: Path, path: Path) -> Path:
-    """Loss parts against the step (train_steps.csv) and held-out AP / AP50 / tag pairs apart
-    against the epoch (train.csv)."""
+def _plot_curves(run_dir: Path, path: Path, steps_done: int) -> Path:
+    """Loss parts against the step (train_steps.csv, every ``train.log_interval`` steps) and
+    held-out AP / AP50 / tag pairs apart against the epoch (train.csv); ``steps_done``: the
+    optimiser steps taken, for the title."""
     steps = _read_csv(run_dir / "train_steps.csv")
     epochs = _read_csv(run_dir / "train.csv")
     loss = {k: [(r["global_step"], r.get(k)) for r in steps]
@@ -242,8 +263,9 @@ def _plot_curves(run_dir: Path, path: Path) -> Path:
         "tag pairs apart": [(r["epoch"], r.get("val_tag_pairs_apart")) for r in epochs],
     }
     ap = epochs[-1].get("val_AP") if epochs else None
-    n = int(steps[-1]["global_step"] or 0) if steps else 0
-    title = f"fusepose demo: {n} steps" + (f", held-out AP {ap:.3f}" if ap is not None else "")
+    title = f"fusepose demo: {steps_done} steps" + (
+        f", held-out AP {ap:.3f}" if ap is not None else ""
+    )
     return plot_training_curves(path, loss, metrics, title=title)
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from fusepose.files import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -15,8 +18,10 @@ log = logging.getLogger(__name__)
 class MetricLogger:
     """Append rows of scalars to ``run_dir/<name>.csv`` and TensorBoard (rank 0 only).
 
-    Columns are fixed by the first row written to each CSV; later unknown keys are dropped
-    with a warning (the CSV stays rectangular). Resuming appends to the existing files.
+    The columns are those of the first row written to each CSV; a later row with new keys (the
+    first validated epoch when validation does not run every epoch) widens the file: it is
+    rewritten atomically with the new columns, earlier rows left empty there. Resuming appends
+    to the existing files.
     """
 
     def __init__(self, run_dir: str | Path, *, enabled: bool = True, tensorboard: bool = True):
@@ -48,8 +53,18 @@ class MetricLogger:
                 with open(path, "w", newline="") as f:
                     csv.writer(f).writerow(fields)
             self._fields[name] = fields
+        new = [k for k in row if k not in fields]
+        if new:
+            fields = self._fields[name] = [*fields, *new]
+            with open(path, newline="") as f:
+                rows = list(csv.DictReader(f))
+            text = io.StringIO()
+            writer = csv.DictWriter(text, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+            write_text_atomic(path, text.getvalue())
         with open(path, "a", newline="") as f:
-            csv.DictWriter(f, fieldnames=fields, extrasaction="ignore").writerow(row)
+            csv.DictWriter(f, fieldnames=fields).writerow(row)
         if self._tb is not None:
             for k, v in row.items():
                 if isinstance(v, (int, float)) and k not in ("epoch", "step") and math.isfinite(v):
