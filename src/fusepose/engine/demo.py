@@ -32,11 +32,11 @@ from fusepose.data.io import read_image
 from fusepose.data.synth import PRESETS, generate_synthetic
 from fusepose.engine.config import BUNDLED, Config, load_config, resolve_config, validate_config
 from fusepose.engine.trainer import Trainer
-from fusepose.engine.validate import evaluate_model, tag_separation
+from fusepose.engine.validate import evaluate_model, score_model, tag_separation
 from fusepose.errors import ConfigError
 from fusepose.evaluation import COCO_KEYS, evaluate_coco
 from fusepose.files import write_json_atomic
-from fusepose.inference.dataset import evaluate_dataset, scoring_sigmas
+from fusepose.inference.dataset import scoring_sigmas
 from fusepose.inference.predictor import Predictor
 from fusepose.structures import PoseInstance, PoseResult
 from fusepose.visualization.plots import plot_training_curves
@@ -137,11 +137,14 @@ def run_demo(
     torch.manual_seed(cfg.train.seed)
     desc_holder: dict[str, Any] = {}
 
+    last_val: dict[str, Any] = {}  # the latest validation's results: the final weights' at the end
+
     def evaluator(model, c, device) -> dict[str, float]:
         desc = desc_holder["desc"]
-        return {**evaluate_model(model, c, device, desc),
-                **{k: v for k, v in tag_separation(model, c, device, desc).items()
-                   if k in TAG_KEYS}}  # fmt: skip
+        last_val["scored"] = score_model(model, c, device, desc)
+        last_val["tags"] = tag_separation(model, c, device, desc)
+        return {**{k: float(last_val["scored"][k]) for k in COCO_KEYS},
+                **{k: v for k, v in last_val["tags"].items() if k in TAG_KEYS}}  # fmt: skip
 
     trainer = Trainer(cfg, run_dir=run_dir, config_path=config_path, evaluator=evaluator)
     desc_holder["desc"] = trainer.description
@@ -163,15 +166,16 @@ def run_demo(
     model = trainer.ema.module if (trainer.ema is not None and cfg.eval.use_ema) else trainer.model
 
     say("[4/5] scoring the final weights on the held-out images (all, 1, 2 and 3 people)")
-    # one pass over the held-out images; the 1-, 2- and 3-person scores are those results
+    # the trainer validates after the last epoch: those are the final weights' results (one
+    # pass over the held-out images); the 1-, 2- and 3-person scores are the same results
     # scored against each subset's ground truth
-    predictor = Predictor(model, device=str(device), description=trainer.description)
-    scored = evaluate_dataset(predictor, cfg.data.val_ann, cfg.data.val_images,
-                              max_images=cfg.data.max_val_images, backend=cfg.eval.backend)  # fmt: skip
+    if not last_val:  # eval.interval 0: no validation ran
+        last_val["scored"] = score_model(model, cfg, device, trainer.description)
+        last_val["tags"] = tag_separation(model, cfg, device, trainer.description)
+    scored, tags = last_val["scored"], last_val["tags"]
     trained = {k: float(scored[k]) for k in COCO_KEYS}
-    tags = tag_separation(model, cfg, device, trainer.description)
     by_people = score_by_people(scored["results"], subsets, backend=cfg.eval.backend,
-                                sigmas=scoring_sigmas(predictor.skeleton))  # fmt: skip
+                                sigmas=scoring_sigmas(trainer.description.skeleton))  # fmt: skip
 
     say("[5/5] drawing held-out predictions beside the ground truth; plotting the curves")
     drawn = _draw(model, trainer.description, cfg, device, out / "predictions", draw)

@@ -42,6 +42,18 @@ def evaluate_model(
 ) -> dict[str, float]:
     """COCO OKS AP/AR of ``model`` on ``cfg.data.val_ann`` (top-down: ``data.det_file`` boxes
     when given, else the GT boxes)."""
+    metrics = score_model(model, cfg, device, desc)
+    return {k: float(metrics[k]) for k in COCO_KEYS}
+
+
+def score_model(
+    model: nn.Module,
+    cfg: Config,
+    device: torch.device | str,
+    desc: ModelDescription | None = None,
+) -> dict[str, Any]:
+    """:func:`evaluate_model` with everything :func:`fusepose.inference.dataset.evaluate_dataset`
+    returns: the metrics, ``results`` (the scored people) and the rest."""
     d = cfg.data
     if d.dataset != "coco":
         raise ConfigError(
@@ -56,7 +68,7 @@ def evaluate_model(
     )  # fmt: skip
     if not metrics["results"]:
         log.warning("validation: the model found no people; AP = 0")
-    return {k: float(metrics[k]) for k in COCO_KEYS}
+    return metrics
 
 
 @torch.no_grad()

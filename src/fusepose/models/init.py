@@ -110,6 +110,7 @@ RANDOM_BRANCH_SCALE = 0.1
 RANDOM_GATE_SCALE = 0.03
 
 
+@torch.no_grad()
 def calibrate_batchnorm(model: nn.Module, inputs: Iterable[torch.Tensor]) -> int:
     """Set every BatchNorm's running mean / variance to the statistics of ``inputs``
     (``(B, 3, H, W)`` network inputs), as a short pass in train mode with cumulative averaging
