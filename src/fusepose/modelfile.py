@@ -34,6 +34,7 @@ from fusepose.description import (
     skeleton_for,
 )
 from fusepose.errors import CheckpointError, ConfigError, FusePoseError
+from fusepose.export.ir import is_exported
 from fusepose.export.metadata import read_description
 from fusepose.geometry import InputGeometry
 from fusepose.models import convert
@@ -267,9 +268,10 @@ def _legacy_val(obj: dict[str, Any], cfg: Mapping[str, Any]) -> dict[str, Any] |
 
 
 def describe(path: str | os.PathLike, name: str | None = None) -> ModelDescription:
-    """The :class:`ModelDescription` of a checkpoint or an exported ``.onnx`` file."""
+    """The :class:`ModelDescription` of a checkpoint, an exported ``.onnx`` file or an
+    OpenVINO IR ``.xml``."""
     path = Path(path)
-    if path.suffix.lower() == ".onnx":
+    if is_exported(path):
         return read_description(path)
     return _described(convert.read_torch_file(path), path, name)
 
@@ -285,8 +287,9 @@ def load_model(
     checkpoint's validation scored (its EMA when validation used the EMA).
     """
     path = Path(path)
-    if path.suffix.lower() == ".onnx":
-        raise ConfigError(f"{path}: an ONNX file runs with the onnx backend, not as a torch model")
+    if is_exported(path):
+        raise ConfigError(f"{path}: an exported file runs with the onnx / openvino backend, not "
+                          "as a torch model")  # fmt: skip
     obj = convert.read_torch_file(path)
     if isinstance(obj, dict) and "format_version" in obj:
         _check_fusepose(obj, path)

@@ -19,6 +19,11 @@ values are stored as text, structured ones as JSON. Keys (all prefixed ``fusepos
   skeleton, codec, test settings, validation result): the same object a checkpoint carries.
   Files exported before it existed are described from the keys above
   (:func:`description_from_metadata`).
+- ``int8`` (INT8 files made with accuracy control, :mod:`fusepose.export.nncf_int8`): JSON of
+  how it was quantized and what stayed in float.
+
+An OpenVINO IR (``FILE.xml``) carries the same keys in its runtime info
+(:mod:`fusepose.export.ir`); :func:`read_metadata` and :func:`read_description` read both.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import Any
 
 from fusepose.description import TOP_DOWN_NMS_THR, ModelDescription, TestSettings
 from fusepose.errors import CheckpointError
+from fusepose.export.ir import is_ir, read_ir_props
 from fusepose.geometry import IMAGENET_MEAN, IMAGENET_STD, InputGeometry
 from fusepose.skeletons import SKELETONS, Skeleton
 
@@ -36,7 +42,7 @@ PREFIX = "fusepose."
 FORMAT_VERSION = "2"
 
 _JSON_KEYS = ("keypoint_names", "flip_index", "input", "outputs", "codec", "preprocess",
-              "input_size", "description")  # fmt: skip
+              "input_size", "description", "int8")  # fmt: skip
 
 
 def output_spec(kind: str, num_keypoints: int, input_hw: tuple[Any, Any]) -> list[dict[str, Any]]:
@@ -138,7 +144,8 @@ def parse_metadata(props: dict[str, str], source: str = "<onnx>") -> dict[str, A
             out[k] = value
     if not out:
         raise CheckpointError(
-            f"{source}: no fusepose metadata in the ONNX file (export it with `fusepose export`)"
+            f"{source}: no fusepose metadata in the exported file (export it with `fusepose "
+            "export`)"
         )
     if "num_keypoints" in out:
         out["num_keypoints"] = int(out["num_keypoints"])
@@ -162,10 +169,13 @@ def write_metadata(path: str | Path, props: dict[str, str]) -> None:
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The decoded fusepose metadata of an ONNX file (CheckpointError if absent)."""
+    """The decoded fusepose metadata of an ONNX file or an OpenVINO IR ``.xml`` (CheckpointError
+    if absent)."""
     import onnx
 
     path = Path(path)
+    if is_ir(path):
+        return parse_metadata(read_ir_props(path), str(path))
     if not path.is_file():
         raise CheckpointError(f"{path}: ONNX file not found")
     try:
@@ -212,5 +222,5 @@ def description_from_metadata(meta: dict[str, Any], source: str = "<onnx>") -> M
 
 
 def read_description(path: str | Path) -> ModelDescription:
-    """The :class:`~fusepose.description.ModelDescription` of an exported ONNX file."""
+    """The :class:`~fusepose.description.ModelDescription` of an exported ONNX file or IR."""
     return description_from_metadata(read_metadata(path), str(path))

@@ -41,6 +41,7 @@ from fusepose.description import (
 )
 from fusepose.errors import CheckpointError, ConfigError
 from fusepose.evaluation.nms import oks_nms
+from fusepose.export.ir import EXPORT_SUFFIXES, is_exported, is_ir
 from fusepose.export.metadata import read_description
 from fusepose.export.runtime import ExportedNetwork, is_quantized
 from fusepose.geometry import InputGeometry
@@ -147,7 +148,7 @@ class Predictor(Described):
 
         name, path, backend = _what_to_load(model, weights, onnx_path, backend)
         module, random_weights = None, False
-        onnx_file = path if path is not None and path.suffix.lower() == ".onnx" else None
+        onnx_file = path if path is not None and is_exported(path) else None
         if onnx_file is not None:
             desc = read_description(onnx_file)
             if name and desc.model and name != desc.model:
@@ -266,6 +267,12 @@ class Predictor(Described):
         """Rebuild the pipeline with codec parameters replaced (e.g. ``refine=False``)."""
         self.pipeline = build_pipeline(self.description, batch_size=self.pipeline_batch,
                                        **{**self._codec_kwargs, **overrides})  # fmt: skip
+
+    def replace_network(self, network: ExportedNetwork) -> None:
+        """Run ``network`` (the same model's outputs and input size, e.g. a candidate INT8
+        network during accuracy control) instead of the current one."""
+        self.runner, self._net = network, network
+        self.precision = network.precision
 
     # -------------------------------------------------------------- what it is
     @property
@@ -410,7 +417,7 @@ def _what_to_load(model: Any, weights: Any, onnx_path: Any, backend: str | None)
     path: Path | None = None
     if isinstance(model, str | Path) and not isinstance(model, bool):
         text = str(model)
-        if Path(text).suffix.lower() in (".onnx", ".pth", ".pt", ".ckpt", ".bin") or Path(text).is_file():
+        if Path(text).suffix.lower() in (*EXPORT_SUFFIXES, ".pth", ".pt", ".ckpt", ".bin") or Path(text).is_file():
             path = Path(text)
         else:
             name = text
@@ -421,10 +428,14 @@ def _what_to_load(model: Any, weights: Any, onnx_path: Any, backend: str | None)
         path = Path(file)
     if backend == "auto":
         return name, path, "auto"
-    if path is not None and path.suffix.lower() == ".onnx":
+    if path is not None and is_ir(path):
+        if backend in ("torch", "onnx"):
+            raise ConfigError(f"{path}: an OpenVINO IR runs on backend 'openvino' only, not {backend!r}")
+        return name, path, "openvino"
+    if path is not None and is_exported(path):
         if backend == "torch":
             raise ConfigError(f"{path}: an ONNX file needs backend 'onnx' or 'openvino'")
         return name, path, backend or "onnx"
     if backend in ("onnx", "openvino"):
-        raise ConfigError(f"backend {backend!r} needs an .onnx file (see `fusepose export`)")
+        raise ConfigError(f"backend {backend!r} needs an .onnx file{' or an OpenVINO .xml' if backend == 'openvino' else ''} (see `fusepose export`)")
     return name, path, "torch"
