@@ -176,8 +176,11 @@ def convs():
 
 
 def _weights_int8(model) -> list[np.ndarray]:
-    return [op.get_data() for op in model.get_ordered_ops()
-            if op.get_type_name() == "Constant" and op.get_element_type().get_type_name() == "i8"]
+    return [
+        op.get_data()
+        for op in model.get_ordered_ops()
+        if op.get_type_name() == "Constant" and op.get_element_type().get_type_name() == "i8"
+    ]
 
 
 def test_nncf_weights_are_7_bit_without_vnni_and_8_bit_with(convs):

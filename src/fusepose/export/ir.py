@@ -71,6 +71,9 @@ def write_ir(model: Any, xml_path: str | Path, props: dict[str, str] | None = No
     tmp_bin = tmp_xml.with_suffix(".bin")
     try:
         ov.save_model(model, str(tmp_xml), compress_to_fp16=False)
+        mode = 0o666 & ~_umask()  # mkstemp made the XML private; give it a new file's mode
+        for f in (tmp_xml, tmp_bin):
+            f.chmod(mode)
         os.replace(tmp_bin, xml_path.with_suffix(".bin"))
         os.replace(tmp_xml, xml_path)
     finally:
@@ -97,8 +100,16 @@ def onnx_to_ir(onnx_path: str | Path, xml_path: str | Path,
     return write_ir(model, xml_path, meta)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @functools.lru_cache(maxsize=16)
-def _scan(path: str, mtime_ns: int, size: int) -> tuple[frozenset[str], tuple[tuple[str, str], ...]]:
+def _scan(
+    path: str, mtime_ns: int, size: int
+) -> tuple[frozenset[str], tuple[tuple[str, str], ...]]:
     """(layer types, fusepose runtime-info items) of an IR's XML (cached per file version)."""
     types: set[str] = set()
     props: list[tuple[str, str]] = []
@@ -112,7 +123,11 @@ def _scan(path: str, mtime_ns: int, size: int) -> tuple[frozenset[str], tuple[tu
             if el.tag == "layer":
                 types.add(el.get("type", ""))
                 el.clear()
-            elif stack[-2:] == ["rt_info", IR_SECTION] and stack[:1] == ["net"] and "value" in el.attrib:
+            elif (
+                stack[-2:] == ["rt_info", IR_SECTION]
+                and stack[:1] == ["net"]
+                and "value" in el.attrib
+            ):
                 props.append((_PREFIX + el.tag, el.attrib["value"]))
     except ET.ParseError as e:
         raise CheckpointError(f"{path}: not a readable OpenVINO IR ({e})") from None

@@ -83,7 +83,9 @@ def calibration_set(pred: Predictor, images: Sequence[Any], num_synthetic: int =
     size = int(max(pred.description.geometry.size))
     for _ in range(num_synthetic):
         img, anns = render_image(rng, SynthConfig(size=max(size, 128), max_people=4))
-        person_boxes = np.array([_box(a["keypoints"]) for a in anns if (a["keypoints"][:, 2] > 0).sum() >= 2])
+        person_boxes = np.array(
+            [_box(a["keypoints"]) for a in anns if (a["keypoints"][:, 2] > 0).sum() >= 2]
+        )
         out += list(_inputs(pred, img, person_boxes if len(person_boxes) else None)[:, None])
     if not out:
         raise ConfigError("INT8 calibration needs at least one image")
@@ -112,7 +114,9 @@ class _Validation:
         self.ids = list(index.image_ids)
         self.paths = [image_dir / str(index.images[i]["file_name"]) for i in self.ids]
         self.gt = [gt_boxes(index, i)[0] for i in index.image_ids]
-        self.inputs = [_inputs(self.pred, read_image(p), b) for p, b in zip(self.paths, self.gt, strict=True)]
+        self.inputs = [
+            _inputs(self.pred, read_image(p), b) for p, b in zip(self.paths, self.gt, strict=True)
+        ]
 
     def score(self, pred: Predictor, max_images: int = 0) -> tuple[float, dict[str, Any]]:
         """``(AP, keypoint change against fp32)`` of ``pred`` on the first ``max_images``."""
