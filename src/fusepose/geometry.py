@@ -249,7 +249,7 @@ def bottom_up_warp(
     multiple: int = SHORT_SIDE_MULTIPLE,
     min_scale: float = 1.0,
 ) -> tuple[np.ndarray, tuple[int, int]]:
-    """HigherHRNet test-time resize (architecture.md §2.6 step 1).
+    """HigherHRNet test-time resize (docs/reconstruction.md#higherhrnet-inference, step 1).
 
     image_hw: ``(H, W)`` of the original image. Short side -> ``input_size * scale``, long side
     scaled by the same factor and rounded up to a multiple of ``multiple``, an affine warp about

@@ -1,8 +1,8 @@
 """Parameter and multiply-accumulate (MAC) counts, in the conventions the papers use.
 
 "GFLOPs" in the HRNet / HigherHRNet / Lite-HRNet literature means GMACs (one multiply-add is
-one FLOP). Three counts are reported (architecture.md §8), all at batch 1, eval mode, one
-forward pass, no flip:
+one FLOP). Three counts are reported (docs/reconstruction.md#counting), all at batch 1,
+eval mode, one forward pass, no flip:
 
 - ``macs`` (primary): ``torch.utils.flop_counter.FlopCounterMode`` FLOPs / 2. It counts
   convolutions (transposed convs on their input grid, i.e. their true cost) and matrix
@@ -245,17 +245,18 @@ def compare_with_paper(
     if not reasons:
         return True, ""
     if info.kind == "bottom_up":
+        why = "docs/reconstruction.md#l-mfnet-complexity"
         if hint:
-            return False, f"{', '.join(reasons)}: {hint} (architecture.md §3.9 points 5-6)"
+            return False, f"{', '.join(reasons)}: {hint} ({why})"
         explain = "the paper's figures are not reachable by this reconstruction"
-        return False, f"{', '.join(reasons)}: {explain} (architecture.md §3.9)"
+        return False, f"{', '.join(reasons)}: {explain} ({why})"
     explain = hint or str(paper.get("note") or "differs from this reconstruction")
     return False, f"{', '.join(reasons)}: {explain}"
 
 
 def extra_sizes(info) -> list[tuple[int, int]]:
     """Input sizes measured besides the paper's: 256x256 for 512-input bottom-up models
-    (L-MFNet's FLOPs look counted at 256, architecture.md §3.9 point 6 and L10). The table
+    (L-MFNet's FLOPs look counted at 256, docs/reconstruction.md#l-mfnet-complexity). The table
     shows them for L-MFNet models and wherever they explain a disagreement with the paper."""
     if info.kind == "bottom_up" and tuple(info.input_size) != (256, 256):
         return [(256, 256)]

@@ -44,10 +44,10 @@ def bottom_up_train_transforms(
     flip_prob: float = 0.5,
     integer_shift: bool = False,
 ) -> T.Compose:
-    """HigherHRNet training augmentation (architecture.md §2.5): rotation U[-30, 30] deg,
-    scale U[0.75, 1.5] of the short side, centre shift up to ``translate`` px per 200 px of
-    crop (official ``MAX_TRANSLATE`` 40, i.e. 0.2 of the crop; ``integer_shift``: whole
-    pixels as the official ``randint``), then flip p = 0.5.
+    """HigherHRNet training augmentation (docs/reconstruction.md#higherhrnet-recipe): rotation
+    U[-30, 30] deg, scale U[0.75, 1.5] of the short side, centre shift up to ``translate`` px
+    per 200 px of crop (official ``MAX_TRANSLATE`` 40, i.e. 0.2 of the crop;
+    ``integer_shift``: whole pixels as the official ``randint``), then flip p = 0.5.
 
     ``input_size``: an int (square output) or ``(H, W)``; the crop height is the image's
     height when ``H <= W`` (for a letterboxed ``H x W`` sample: the whole of it at scale 1)."""

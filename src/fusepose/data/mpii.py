@@ -317,8 +317,9 @@ def mpii_train_transforms(
     rotation: float = 30.0,
     scale_range: Sequence[float] = (0.75, 1.25),
 ) -> T.Compose:
-    """architecture.md §4.6 (MPII): flip p = 0.5, scale U[0.75, 1.25], rotation U[-30, 30]
-    deg with p = 0.6 (HRNet), crop to ``input_size (H, W)``; no half body (HRNet MPII)."""
+    """MPII top-down augmentation (docs/reconstruction.md#sfm-recipe): flip p = 0.5, scale
+    U[0.75, 1.25], rotation U[-30, 30] deg with p = 0.6 (HRNet), crop to ``input_size (H, W)``;
+    no half body (HRNet MPII)."""
     return T.Compose(
         [
             T.RandomFlip(MPII16.flip_index, prob=flip_prob, rng=rng),

@@ -37,7 +37,7 @@ def top_down_train_transforms(
     rotation: float = 30.0,
     scale_range: Sequence[float] = (0.75, 1.25),
 ) -> T.Compose:
-    """Top-down training augmentation (architecture.md §4.6, HRNet order): half body
+    """Top-down training augmentation (docs/reconstruction.md#sfm-recipe, HRNet order): half body
     (p = 0.3, > 8 joints), flip p = 0.5, scale U[0.75, 1.25], rotation U[-30, 30] deg with
     p = 0.6 (HRNet's rotation probability), then the crop to ``input_size (H, W)``."""
     h, w = int(input_size[0]), int(input_size[1])

@@ -51,7 +51,8 @@ class DataConfig:
     """Dataset files and targets. ``input_size`` is (H, W) in input pixels.
 
     ``dataset``: ``coco`` (COCO-format keypoints, also used for the synthetic set) or ``mpii``.
-    Augmentation follows HigherHRNet §2.5 (bottom-up) / Lite-HRNet (top-down).
+    Augmentation follows HigherHRNet (bottom-up) / Lite-HRNet (top-down):
+    docs/reconstruction.md#higherhrnet-recipe and #sfm-recipe.
     """
 
     dataset: str = "coco"
