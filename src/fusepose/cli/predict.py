@@ -26,12 +26,9 @@ import logging
 import time
 from pathlib import Path
 
-import cv2
 from tqdm import tqdm
 
 from fusepose.cli.common import add_inference_arguments, add_model_arguments, build_predictor
-from fusepose.errors import ConfigError
-from fusepose.files import write_json_atomic
 from fusepose.inference.boxes import ImageIds
 from fusepose.inference.sources import (
     VideoSource,
@@ -41,7 +38,7 @@ from fusepose.inference.sources import (
     source_kind,
 )
 from fusepose.inference.tracking import PoseTracker
-from fusepose.visualization.skeleton import draw_poses
+from fusepose.visualization.writer import ResultWriter
 
 logger = logging.getLogger(__name__)
 
@@ -111,79 +108,45 @@ def add_tracking_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     source = args.source
     kind = source_kind(source)  # SourceError for a missing path
-    json_out = Path(args.save_json) if args.save_json else None  # checked by cli.main
-    vis_dir = Path(args.save_vis) if args.save_vis else None
     ids = ImageIds(args.ann)
     if kind in ("image", "folder"):
         ids.check(list_images(source) if kind == "folder" else [Path(source)])
     predictor = build_predictor(args)
-    skipped: list[dict] = []
-    frames = VideoSource(source) if kind in ("video", "webcam") else iter_frames(source, skipped)
-    kpt_thr = predictor.description.test.kpt_thr
+    stream = kind in ("video", "webcam")
+    writer = ResultWriter(
+        save_json=args.save_json, save_vis=args.save_vis, skeleton=predictor.skeleton,
+        kpt_thr=predictor.description.test.kpt_thr, by_track=bool(args.track or args.smooth),
+        video=_video_name(source, kind) if stream else None,
+    )  # fmt: skip
+    frames = VideoSource(source) if stream else iter_frames(source, writer.skipped)
+    if isinstance(frames, VideoSource):
+        writer.fps = frames.fps
     tracker = None
     if args.track or args.smooth:
         tracker = PoseTracker(
             predictor, patience=args.track_patience, det_frequency=args.det_frequency,
             smooth=args.smooth, min_cutoff=args.smooth_min_cutoff, beta=args.smooth_beta,
-            fps=frames.fps if isinstance(frames, VideoSource) else 30.0,
+            fps=writer.fps,
         )  # fmt: skip
     start = time.monotonic()
-    writer = None
-    results: list[dict] = []
     total = count_frames(source) if kind != "webcam" else None
     show_bar = kind in ("folder", "video", "webcam") and not args.no_progress
-    people = done = 0
-    try:
+    with writer:  # saves the finished frames also when interrupted
         for i, frame in enumerate(tqdm(frames, total=total, disable=not show_bar, unit="img")):
-            done = i
-            image_id = i if kind in ("video", "webcam") else ids(frame)
+            image_id = i if stream else ids(frame)
             if tracker is None:
                 res = predictor.predict_frame(frame, image_id=image_id)
             else:  # a webcam's frames are timed by the clock, files by their rate
                 stamp = time.monotonic() - start if kind == "webcam" else None
                 res = tracker.predict_frame(frame, image_id, timestamp=stamp)
-            people += len(res)
-            name = frame.path.name if frame.path is not None else None
-            results.extend({**r, "file_name": name} if name else r for r in res.to_coco())
-            if vis_dir is None:
-                continue
-            drawn = draw_poses(frame.image, res, predictor.skeleton, kpt_thr=kpt_thr,
-                               by_track=tracker is not None)  # fmt: skip
-            if kind in ("video", "webcam"):
-                if writer is None:
-                    stem = Path(str(source)).stem if kind == "video" else f"webcam{source}"
-                    out = vis_dir / f"{stem}_pose.mp4"
-                    h, w = drawn.shape[:2]
-                    fourcc = cv2.VideoWriter_fourcc(*"mp4v")
-                    writer = cv2.VideoWriter(str(out), fourcc, frames.fps, (w, h))  # type: ignore[union-attr]
-                    if not writer.isOpened():
-                        raise ConfigError(f"{out}: OpenCV cannot write an mp4v video here")
-                    logger.info("writing %s", out)
-                writer.write(drawn)
-            else:
-                cv2.imwrite(str(vis_dir / (name or f"{i:06d}.jpg")), drawn)
-    except BaseException:  # interrupted or failed: keep the frames that were finished
-        if done:
-            logger.warning("stopped at frame %d: saving the %d finished frames", done, done)
-            _save(json_out, results, skipped)
-        raise
-    finally:
-        if writer is not None:
-            writer.release()
-    _save(json_out, results, skipped)
-    logger.info("%d people found", people)
+            writer.add(res, frame.image, frame.path.name if frame.path is not None else None)
+    logger.info("%d people found", writer.people)
     if tracker is not None:
         logger.info("%d tracks", tracker.next_id - 1)
     return 0
 
 
-def _save(json_out: Path | None, results: list[dict], skipped: list[dict]) -> None:
-    """Write the results (atomically) and the list of skipped unreadable images beside them."""
-    if json_out is None:
-        return
-    write_json_atomic(json_out, results)
-    logger.info("wrote %d results to %s", len(results), json_out)
-    if skipped:
-        side = json_out.with_suffix(".skipped.json")
-        write_json_atomic(side, skipped, indent=2)
-        logger.warning("%d unreadable images skipped: listed in %s", len(skipped), side)
+def _video_name(source: str, kind: str) -> str:
+    """The drawn video's file name: ``<video stem>_pose.mp4`` or ``webcam<N>_pose.mp4``."""
+    stem = Path(str(source)).stem if kind == "video" else f"webcam{source}"
+    return f"{stem}_pose.mp4"
