@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fusepose.data.synth import PRESETS, render_image
-from fusepose.engine.demo import VAL_FRACTION, people_subset, score_by_people
+from fusepose.experiments.demo import VAL_FRACTION, people_subset, score_by_people
 
 
 def test_the_demo_held_out_set_has_two_and_three_person_images():

@@ -1,10 +1,10 @@
-"""`fusepose perf` (fusepose.benchmark.perf_table.run_perf) end to end at a toy scale."""
+"""`fusepose perf` (fusepose.experiments.perf_table.run_perf) end to end at a toy scale."""
 
 from __future__ import annotations
 
 import pytest
 
-from fusepose.benchmark.perf_table import PerfConfig, run_perf, to_markdown
+from fusepose.experiments.perf_table import PerfConfig, run_perf, to_markdown
 from fusepose.errors import ConfigError
 
 
@@ -53,7 +53,7 @@ def test_perf_rows_ratios_and_markdown(tmp_path, coco_dir):
 
 
 def test_flop_bound_uses_the_best_dense_rate():
-    from fusepose.benchmark.perf_table import flop_bound_ms
+    from fusepose.experiments.perf_table import flop_bound_ms
 
     # 1.5 GMACs at max(60, 40) GMAC/s = 25 ms; the depthwise rate does not enter
     assert flop_bound_ms(1.5e9, {"matmul": 60.0, "conv1x1": 40.0, "dw3x3": 5.0}) == 25.0

@@ -1,13 +1,13 @@
 """``fusepose ablate {table3,sfm-attention} [--budget smoke|cpu|paper] [--out DIR]``: train every
 variant of a paper's ablation with one recipe, score and time them, and write the table beside
-the paper's (:func:`fusepose.benchmark.ablation.run_ablation`)."""
+the paper's (:func:`fusepose.experiments.ablation.run_ablation`)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from fusepose.benchmark.ablation import BUDGETS, EXPERIMENTS, run_ablation
+from fusepose.experiments.ablation import BUDGETS, EXPERIMENTS, run_ablation
 from fusepose.errors import ConfigError
 
 

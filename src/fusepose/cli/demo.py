@@ -2,14 +2,14 @@
 
 Renders the synthetic people, trains a reduced L-MFNet with a progress bar, scores held-out AP
 (all images, two- and three-person images) and tag separation, draws predictions beside the
-ground truth and plots the curves: :func:`fusepose.engine.demo.run_demo`.
+ground truth and plots the curves: :func:`fusepose.experiments.demo.run_demo`.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from fusepose.engine.demo import DEMO_CONFIG, run_demo
+from fusepose.experiments.demo import DEMO_CONFIG, run_demo
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -2,7 +2,7 @@
 
 One command measures every model and backend in one process, interleaved run by run, on the
 shared multi-person COCO image, and writes the markdown table (README / docs/performance.md)
-and a JSON with every number (see ``fusepose.benchmark.perf_table``)::
+and a JSON with every number (see ``fusepose.experiments.perf_table``)::
 
     fusepose perf --json perf.json --markdown perf.md
 
@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from fusepose.benchmark.perf_table import BACKENDS, DEFAULT_MODELS
+    from fusepose.experiments.perf_table import BACKENDS, DEFAULT_MODELS
     from fusepose.inference.backends import PRECISIONS
 
     parser.add_argument(
@@ -105,7 +105,7 @@ def _pairs(items: list[str], flag: str, form: str) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fusepose.benchmark.perf_table import PerfConfig, run_perf, to_markdown, write_outputs
+    from fusepose.experiments.perf_table import PerfConfig, run_perf, to_markdown, write_outputs
 
     weights = _pairs(args.weights, "--weights", "MODEL=FILE")
     peers = _pairs(args.peer, "--peer", "NAME=FILE.onnx")

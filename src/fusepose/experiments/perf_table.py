@@ -14,7 +14,7 @@ simultaneous medians. Rows go through the real :class:`~fusepose.inference.Predi
   optimized module eagerly with the same geometry (``raw_torch`` adds the unmodified module).
 - Extra sections: decode share with flip off / on, ORT 1 vs N threads, the INT8 path
   (:mod:`fusepose.benchmark.int8_study`), and a FLOP-bound limit from the measured peak MAC
-  rate (:mod:`fusepose.benchmark.machine`). Markdown: :mod:`fusepose.benchmark.report`.
+  rate (:mod:`fusepose.benchmark.machine`). Markdown: :mod:`fusepose.experiments.perf_report`.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from fusepose.benchmark.complexity import measure_registered
 from fusepose.benchmark.int8_study import int8_checkpoint_ap, int8_model
 from fusepose.benchmark.latency import benchmark, default_image, gt_people
 from fusepose.benchmark.machine import flop_bound_ms, mac_classes, machine_info, measure_peak
-from fusepose.benchmark.report import to_markdown, write_outputs
+from fusepose.experiments.perf_report import to_markdown, write_outputs
 from fusepose.codecs.pipelines import build_pipeline
 from fusepose.data.io import read_image
 from fusepose.description import default_description_for
