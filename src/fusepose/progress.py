@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import os
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TextIO, TypeVar
 
-__all__ = ["MAX_LINE", "Progress", "progress_mode", "short_lines", "track"]
+__all__ = ["MAX_LINE", "Progress", "progress_mode", "short_lines", "track", "wrap_prose"]
 
 MAX_LINE = 300  # characters: no line a progress display writes is this long
 MODES = ("bar", "plain", "off")
@@ -53,7 +54,7 @@ def _value(v: Any) -> str:
 
 
 def _clip(line: str) -> str:
-    return line if len(line) < MAX_LINE else line[: MAX_LINE - 4] + " ..."
+    return line if len(line) < MAX_LINE else line[: MAX_LINE - 5] + " ..."
 
 
 class Progress:
@@ -88,6 +89,7 @@ class Progress:
         self._clock = clock
         self._t0 = self._last_line = clock()
         self._last_percent = self._percent()
+        self._last_n = self.n  # the count the last plain line showed
         self._closed = False
         self._bar = None
         if self.mode == "bar":
@@ -106,6 +108,8 @@ class Progress:
             self._maybe_line()
 
     def set_total(self, total: int | None) -> None:
+        if total == self.total:
+            return
         self.total = total
         if self._bar is not None:
             self._bar.total = total
@@ -122,7 +126,7 @@ class Progress:
         self._closed = True
         if self._bar is not None:
             self._bar.close()
-        elif self.mode == "plain" and self.n > self._start:
+        elif self.mode == "plain" and self.n != self._last_n:
             self._write()
 
     def __enter__(self) -> Progress:
@@ -168,7 +172,7 @@ class Progress:
         now = self._clock() if now is None else now
         self.stream.write(self.line(now) + "\n")
         self.stream.flush()
-        self._last_line = now
+        self._last_line, self._last_n = now, self.n
         pct = self._percent()
         if pct is not None:  # the next line at the next multiple of every_percent
             self._last_percent = pct - pct % self.every_percent
@@ -199,3 +203,14 @@ def short_lines(head: str, items: Iterable[str], width: int = 160) -> list[str]:
         line += sep + item
     lines.append(line)
     return [_clip(s) for s in lines]
+
+
+def wrap_prose(lines: Iterable[str], width: int = 100) -> str:
+    """Markdown ``lines`` joined, each prose line wrapped at ``width`` characters (markdown
+    joins a paragraph's lines; words and hyphenated words kept whole); table rows (``|``) and
+    headings (``#``) stay one line each, so a printed report reads well in a terminal or log."""
+    return "\n".join(
+        x if x.startswith(("|", "#")) else textwrap.fill(x, width, break_long_words=False,
+                                                         break_on_hyphens=False)
+        for x in lines
+    )  # fmt: skip

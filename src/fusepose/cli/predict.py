@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 import cv2
-from tqdm import tqdm
 
 from fusepose.cli.common import add_inference_arguments, add_model_arguments, build_predictor
 from fusepose.errors import ConfigError
@@ -41,6 +40,7 @@ from fusepose.inference.sources import (
     source_kind,
 )
 from fusepose.inference.tracking import PoseTracker
+from fusepose.progress import track
 from fusepose.visualization.skeleton import draw_poses
 
 logger = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     show_bar = kind in ("folder", "video", "webcam") and not args.no_progress
     people = done = 0
     try:
-        for i, frame in enumerate(tqdm(frames, total=total, disable=not show_bar, unit="img")):
+        for i, frame in enumerate(track(frames, total=total, enabled=show_bar, unit="img")):
             done = i
             image_id = i if kind in ("video", "webcam") else ids(frame)
             if tracker is None:

@@ -6,9 +6,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from tqdm import tqdm
-
 from fusepose.data.synth import PRESETS, generate_shapes, generate_synthetic
+from fusepose.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
         print(f"wrote {paths['train']}/ and {paths['val']}/")
         return 0
-    with tqdm(total=args.images, unit="img", desc="synth") as bar:
+    with Progress(args.images, "synth", unit="img") as bar:
         paths = generate_synthetic(
             args.out_dir,
             args.images,
