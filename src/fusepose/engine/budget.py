@@ -73,12 +73,16 @@ class BudgetPlan:
         return max(1, math.ceil(self.total_steps / max(self.steps_per_epoch, 1)))
 
     def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "val_epochs": list(self.val_epochs)}
+        """The fields, and ``epochs`` for readers of the JSON."""
+        return {**dataclasses.asdict(self), "val_epochs": list(self.val_epochs),
+                "epochs": self.epochs}  # fmt: skip
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "checkpoint") -> BudgetPlan:
+        names = {f.name for f in dataclasses.fields(cls)}
         try:
-            return cls(**{**data, "val_epochs": tuple(int(e) for e in data["val_epochs"])})
+            fields = {k: v for k, v in data.items() if k in names}
+            return cls(**{**fields, "val_epochs": tuple(int(e) for e in data["val_epochs"])})
         except (KeyError, TypeError) as e:
             raise CheckpointError(f"{source}: malformed time-budget plan ({e})") from None
 
@@ -122,9 +126,9 @@ def plan_budget(
     """Fix the run that fills ``minutes`` of training (steps and validations).
 
     ``steps_done`` / ``seconds_spent``: where the probe left the run; ``step_seconds`` /
-    ``val_seconds``: the measured costs (``val_seconds`` 0 when no validation was timed: the
-    remaining validations are then not budgeted, only the final one runs); ``validate``:
-    whether validation is on; ``validated``: epochs already validated (the probe's).
+    ``val_seconds``: the measured costs (``val_seconds`` 0 when no validation was timed: then
+    only the final validation runs, with ``VAL_SHARE`` of the budget kept for it);
+    ``validate``: whether validation is on; ``validated``: epochs already validated.
 
     The steps fill ``MARGIN`` of the budget less the validations still to come; the run is
     never shorter than the steps already done.
@@ -138,10 +142,11 @@ def plan_budget(
     elif val_seconds > 0:
         rest = max(1, _val_count(budget_s, val_seconds) - len(validated))
     else:
-        rest = 1  # the final one; its cost unknown
+        rest = 1  # the final one, its cost unknown: it gets the validations' share
+    val_cost = val_seconds if val_seconds > 0 or not validate else VAL_SHARE * budget_s
     total = steps_done
     for _ in range(2):  # fewer epochs than planned validations: budget fewer, plan again
-        free = MARGIN * budget_s - seconds_spent - rest * val_seconds
+        free = MARGIN * budget_s - seconds_spent - rest * val_cost
         total = steps_done + max(0, math.floor(free / step_seconds))
         epochs = max(1, math.ceil(total / steps_per_epoch))
         if not validate or rest <= epochs - epoch_done:
