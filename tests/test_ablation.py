@@ -106,8 +106,8 @@ def test_markdown_puts_the_papers_numbers_beside_the_measured_ones():
 
 
 def test_unknown_experiment_variant_and_budget_are_user_errors(tmp_path):
-    from fusepose.experiments.ablation import run_ablation
     from fusepose.errors import ConfigError
+    from fusepose.experiments.ablation import run_ablation
 
     with pytest.raises(ConfigError, match="experiment"):
         run_ablation("table9", tmp_path)
