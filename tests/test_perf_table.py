@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fusepose.experiments.perf_table import PerfConfig, run_perf, to_markdown
 from fusepose.errors import ConfigError
+from fusepose.experiments.perf_table import PerfConfig, run_perf, to_markdown
 
 
 def test_unknown_backend_is_a_config_error(tmp_path):
@@ -21,6 +21,7 @@ def test_perf_rows_ratios_and_markdown(tmp_path, coco_dir):
         models=("sfm_coco", "lmfnet"),
         baseline="lmfnet",
         backends=("onnx", "torch"),
+        precisions=("fp32",),  # one row per (model, backend) on every CPU kind (bf16 ones too)
         input_size=(128, 128),
         runs=2,
         warmup=0,
