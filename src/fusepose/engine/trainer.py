@@ -7,9 +7,10 @@ One process per device; under ``torchrun`` the default process group is initiali
 environment (NCCL on GPU, Gloo on CPU), the model is wrapped in DDP and rank 0 alone logs and
 writes checkpoints. The run lasts ``train.epochs`` epochs, or fills ``train.time_budget_minutes``
 (:mod:`fusepose.engine.budget`: the first epoch measures the speed, then the steps, the LR
-schedule and the validation points are fixed and stored in the checkpoints). The sample order is a seeded permutation per epoch (:class:`EpochSampler`),
-and augmentation randomness is re-seeded per (seed, epoch, sample index), so a run resumed from
-a mid-epoch checkpoint sees exactly the batches the interrupted run would have seen.
+schedule and the validation points are fixed and stored in the checkpoints). The sample order
+is a seeded permutation per epoch (:class:`EpochSampler`), and augmentation randomness is
+re-seeded per (seed, epoch, sample index), so a run resumed from a mid-epoch checkpoint sees
+exactly the batches the interrupted run would have seen.
 """
 
 from __future__ import annotations
@@ -316,13 +317,12 @@ class Trainer:
         if self.ema is not None and ckpt.get("ema"):
             self.ema.load_state_dict(ckpt["ema"])
         self.state = TrainState(
-            epoch=int(ckpt["epoch"]),
-            step=int(ckpt["step"]),
+            epoch=int(ckpt["epoch"]), step=int(ckpt["step"]),
             global_step=int(ckpt.get("global_step", 0)),
             best_metric=float(ckpt.get("best_metric", -math.inf)),
             seconds=float(ckpt.get("train_seconds") or 0.0),
             images=int(ckpt.get("images_seen") or 0),
-        )
+        )  # fmt: skip
         if ckpt.get("rng") is not None:
             set_rng_state(ckpt["rng"])
         desc = ckpt.get("description")
@@ -336,17 +336,10 @@ class Trainer:
         b = self.cfg.train.batch_size
         self.sampler.set_epoch(epoch, start=start_step * b)
         self.train_set.epoch = epoch
-        nw = self.cfg.data.num_workers
-        return DataLoader(
-            self.train_set,
-            batch_size=b,
-            sampler=self.sampler,
-            num_workers=nw,
-            collate_fn=self.collate_fn,
-            pin_memory=self.device.type == "cuda",
-            drop_last=False,
-            persistent_workers=False,
-        )
+        return DataLoader(self.train_set, batch_size=b, sampler=self.sampler,
+                          num_workers=self.cfg.data.num_workers, collate_fn=self.collate_fn,
+                          pin_memory=self.device.type == "cuda", drop_last=False,
+                          persistent_workers=False)  # fmt: skip
 
     def _set_train_mode(self) -> None:
         self.ddp.train()
@@ -403,8 +396,10 @@ class Trainer:
         start = self.state.step
         self._set_train_mode()
         loader = self._loader(epoch, start)
+        # in a log: a line per quarter of an epoch, at most one per 20 s (a run has many epochs)
         bar = Progress(self.length.epoch_steps(epoch), f"epoch {epoch + 1}/{self.length.label()}",
-                       unit="steps", initial=start, enabled=self.main and cfg.runtime.progress)  # fmt: skip
+                       unit="steps", initial=start, enabled=self.main and cfg.runtime.progress,
+                       every_percent=25, min_seconds=20)  # fmt: skip
         sums: dict[str, float] = {}
         count = 0
         t0 = time.perf_counter()

@@ -186,7 +186,8 @@ def run_demo(
     cfg = load_config(config_path, [*data_overrides(paths), *changes])
     say(f"[2/5] scoring the untrained network on {Path(paths['val_ann']).name} (held out)")
     untrained = _score_untrained(cfg)
-    if minutes is None and epochs is None and cfg.train.time_budget_minutes > 0:
+    chosen = any(o.split("=")[0].strip() == "train.time_budget_minutes" for o in overrides)
+    if minutes is None and epochs is None and not chosen and cfg.train.time_budget_minutes > 0:
         fit = default_minutes(cfg.train.time_budget_minutes, time.perf_counter() - clock[0])
         cfg = load_config(config_path, [*data_overrides(paths), *changes,
                                         f"train.time_budget_minutes={fit:.4f}"])  # fmt: skip
@@ -207,7 +208,8 @@ def untrained_model(cfg: Config) -> tuple[torch.nn.Module, torch.device]:
         torch.set_num_threads(cfg.runtime.num_threads)
     torch.manual_seed(cfg.train.seed)
     model, _ = build_model(cfg, None)
-    return model.to(device), device
+    fmt = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+    return model.to(device).to(memory_format=fmt), device
 
 
 def _score(scorer: HeldOutScorer, model: torch.nn.Module, cfg: Config, device: Any) -> None:
