@@ -279,7 +279,8 @@ def _time_rows(s: _Session) -> None:
                           weights=f"peer file {Path(file).name}"))  # fmt: skip
         s.preds.append((s.rows[-1].label, runner))
     s.say(f"timing {len(s.preds)} rows x {cfg.runs} runs, interleaved")
-    results = benchmark(s.preds, s.image, boxes=s.boxes, runs=cfg.runs, warmup=cfg.warmup)
+    results = benchmark(s.preds, s.image, boxes=s.boxes, runs=cfg.runs, warmup=cfg.warmup,
+                        progress=True)
     for row, res in zip(s.rows, results, strict=True):
         _fill(row, res)
     for row in s.rows:
