@@ -35,17 +35,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--baseline", default="higherhrnet_w32", help="speed-up reference")
     parser.add_argument(
-        "--backends", nargs="+", default=["onnx", "torch", "openvino"], choices=BACKENDS,
+        "--backends",
+        nargs="+",
+        default=["onnx", "torch", "openvino"],
+        choices=BACKENDS,
         help="torch-compile: torch.compile rows (compiled in the warmup, minutes per model); "
         "openvino needs fusepose[openvino]",
     )
     parser.add_argument(
-        "--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS,
+        "--precisions",
+        nargs="+",
+        default=list(PRECISIONS),
+        choices=PRECISIONS,
         help="precisions tried on each backend; those this CPU cannot run are listed as "
         "skipped (default: all)",
     )
     parser.add_argument(
-        "--peer", action="append", default=[], metavar="NAME=FILE.onnx",
+        "--peer",
+        action="append",
+        default=[],
+        metavar="NAME=FILE.onnx",
         help="another ONNX pose model whose network is timed beside ours, interleaved "
         "(no fusepose metadata needed; repeatable)",
     )

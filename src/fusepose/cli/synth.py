@@ -17,7 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=int, default=200, help="number of images (default 200)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument(
-        "--size", type=int, default=None, help="image side in pixels (default 512; 48 with --shapes)"
+        "--size",
+        type=int,
+        default=None,
+        help="image side in pixels (default 512; 48 with --shapes)",
     )
     parser.add_argument(
         "--preset",
