@@ -194,3 +194,46 @@ def _images(total_steps: int, n: int, batch: int) -> int:
     per_epoch = math.ceil(n / batch)
     full, rest = divmod(total_steps, per_epoch)
     return full * n + min(rest * batch, n)
+
+
+@pytest.mark.slow
+def test_cli_train_to_a_budget_through_a_pipe_then_resume_keeps_the_plan(tmp_path):
+    """`fusepose train --set train.time_budget_minutes=...`: the run ends on its plan's last
+    step, the log through a pipe is plain short lines; resumed with another budget, the run
+    keeps the checkpoint's plan (finished: no step more)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from fusepose.data.synth import generate_synthetic
+    from fusepose.progress import MAX_LINE
+
+    paths = generate_synthetic(tmp_path / "synth", 12, seed=0, size=64, val_fraction=0.25)
+    config = Path(__file__).resolve().parents[1] / "configs" / "lmfnet_synth-128_1xb8-9e.yaml"
+    common = ["train", str(config), "--out", str(tmp_path / "run"),
+              *(x for k in ("train", "val") for x in (
+                  "--set", f"data.{k}_ann={paths[k]}", "--set", f"data.{k}_images={paths['images']}")),
+              "--set", "data.input_size=[64,64]", "--set", "train.batch_size=2",
+              "--set", "eval.interval=1", "--set", "train.log_interval=1"]  # fmt: skip
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+
+    def cli(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "fusepose.cli.main", *common, *extra],
+                              capture_output=True, text=True, timeout=600, env=env)  # fmt: skip
+
+    r = cli("--set", "train.time_budget_minutes=0.3")
+    assert r.returncode == 0, r.stderr[-3000:]
+    ck = load_checkpoint(tmp_path / "run" / "last.pth")
+    plan = ck["budget"]
+    assert plan["minutes"] == 0.3 and ck["global_step"] == plan["total_steps"] >= 1
+    assert ck["images_seen"] >= ck["global_step"] and ck["train_seconds"] > 0
+    log = r.stdout + r.stderr
+    assert "\r" not in log and max(len(line) for line in log.splitlines()) < MAX_LINE
+    assert "time budget 0.3 min" in log
+
+    r = cli("--set", "train.time_budget_minutes=2", "--resume", "auto")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "continuing its time budget's plan (0.3 min" in r.stderr
+    again = load_checkpoint(tmp_path / "run" / "last.pth")
+    assert again["budget"] == plan and again["global_step"] == ck["global_step"]
