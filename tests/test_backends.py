@@ -236,7 +236,7 @@ def test_peer_network_is_timed_beside_ours(tmp_path):
     from onnx import TensorProto, helper, numpy_helper, save
 
     from fusepose.benchmark.latency import benchmark
-    from fusepose.benchmark.perf_table import PeerNetwork
+    from fusepose.experiments.perf_table import PeerNetwork
 
     w = numpy_helper.from_array(np.ones((17, 3, 3, 3), np.float32), "w")
     graph = helper.make_graph(

@@ -12,7 +12,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "fusepose"
 # Lowest first. A package may import its own modules and those of lower layers only; packages
 # of the same layer do not import each other.
 LAYERS = [
-    {"errors", "assets", "structures", "cpu"},
+    {"errors", "assets", "structures", "cpu", "progress"},
     {"files", "skeletons", "geometry"},
     {"annotations", "description"},
     {"evaluation", "models"},  # evaluation never imports models
@@ -23,6 +23,7 @@ LAYERS = [
     {"inference"},  # inference never imports engine
     {"engine"},
     {"benchmark", "serve"},  # serve: the web app around a Predictor
+    {"experiments"},  # the demo, the ablations, the perf table: engine + benchmark + inference
     {"cli", "__init__"},
 ]
 LAYER = {pkg: i for i, layer in enumerate(LAYERS) for pkg in layer}

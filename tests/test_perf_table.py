@@ -1,11 +1,11 @@
-"""`fusepose perf` (fusepose.benchmark.perf_table.run_perf) end to end at a toy scale."""
+"""`fusepose perf` (fusepose.experiments.perf_table.run_perf) end to end at a toy scale."""
 
 from __future__ import annotations
 
 import pytest
 
-from fusepose.benchmark.perf_table import PerfConfig, run_perf, to_markdown
 from fusepose.errors import ConfigError
+from fusepose.experiments.perf_table import PerfConfig, run_perf, to_markdown
 
 
 def test_unknown_backend_is_a_config_error(tmp_path):
@@ -21,6 +21,7 @@ def test_perf_rows_ratios_and_markdown(tmp_path, coco_dir):
         models=("sfm_coco", "lmfnet"),
         baseline="lmfnet",
         backends=("onnx", "torch"),
+        precisions=("fp32",),  # one row per (model, backend) on every CPU kind (bf16 ones too)
         input_size=(128, 128),
         runs=2,
         warmup=0,
@@ -53,7 +54,7 @@ def test_perf_rows_ratios_and_markdown(tmp_path, coco_dir):
 
 
 def test_flop_bound_uses_the_best_dense_rate():
-    from fusepose.benchmark.perf_table import flop_bound_ms
+    from fusepose.experiments.perf_table import flop_bound_ms
 
     # 1.5 GMACs at max(60, 40) GMAC/s = 25 ms; the depthwise rate does not enter
     assert flop_bound_ms(1.5e9, {"matmul": 60.0, "conv1x1": 40.0, "dw3x3": 5.0}) == 25.0

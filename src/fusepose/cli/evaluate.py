@@ -168,11 +168,10 @@ def _run_pckh(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run_model(args: argparse.Namespace) -> list[dict]:
     """Run the model on every image of --data; COCO results in original-image pixels."""
-    from tqdm import tqdm
-
     from fusepose.cli.common import build_predictor
     from fusepose.evaluation.results import load_gt, write_results
     from fusepose.inference.dataset import predict_dataset, scoring_sigmas
+    from fusepose.progress import Progress
 
     if not args.data or not args.images:
         raise ConfigError("model mode needs --data ANN.json and --images DIR")
@@ -189,9 +188,9 @@ def _run_model(args: argparse.Namespace) -> list[dict]:
         raise ConfigError(
             f"{predictor.model_name} is top-down: give --det-file DET or --gt-boxes"
         )
-    with tqdm(unit="img", disable=None, desc="eval") as bar:
+    with Progress(unit="img", desc="eval") as bar:
         def progress(done: int, total: int) -> None:
-            bar.total = total
+            bar.set_total(total)
             bar.update(done - bar.n)
 
         results = predict_dataset(predictor, args.data, args.images,

@@ -26,8 +26,6 @@ import logging
 import time
 from pathlib import Path
 
-from tqdm import tqdm
-
 from fusepose.cli.common import add_inference_arguments, add_model_arguments, build_predictor
 from fusepose.inference.boxes import ImageIds
 from fusepose.inference.sources import (
@@ -38,6 +36,7 @@ from fusepose.inference.sources import (
     source_kind,
 )
 from fusepose.inference.tracking import PoseTracker
+from fusepose.progress import track
 from fusepose.visualization.writer import ResultWriter
 
 logger = logging.getLogger(__name__)
@@ -132,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     total = count_frames(source) if kind != "webcam" else None
     show_bar = kind in ("folder", "video", "webcam") and not args.no_progress
     with writer:  # saves the finished frames also when interrupted
-        for i, frame in enumerate(tqdm(frames, total=total, disable=not show_bar, unit="img")):
+        for i, frame in enumerate(track(frames, total=total, enabled=show_bar, unit="img")):
             image_id = i if stream else ids(frame)
             if tracker is None:
                 res = predictor.predict_frame(frame, image_id=image_id)

@@ -109,6 +109,10 @@ class TrainConfig:
     sync_bn: bool = False
     freeze_bn: bool = False  # keep BN in eval mode (running stats frozen) while training
     max_steps_per_epoch: int = 0  # 0 = full epoch; for smoke runs
+    # > 0: train for this many minutes (steps and validations, wall time) instead of `epochs`:
+    # the first epoch measures the speed, then the steps, the LR schedule and the validation
+    # points are fixed to fill the budget and stored in the checkpoints (fusepose.engine.budget)
+    time_budget_minutes: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -470,7 +474,8 @@ def validate_config(cfg: Config, source: str = "config") -> Config:
                    ("runtime.num_threads", rt.num_threads), ("train.log_interval",
                    t.log_interval), ("train.checkpoint_interval_steps",
                    t.checkpoint_interval_steps), ("train.max_steps_per_epoch",
-                   t.max_steps_per_epoch), ("data.rotation", d.rotation),
+                   t.max_steps_per_epoch), ("train.time_budget_minutes",
+                   t.time_budget_minutes), ("data.rotation", d.rotation),
                    ("data.translate", d.translate)):  # fmt: skip
         _check(v >= 0, key, v, "must be >= 0", source)
     _check(all(x >= 0 for x in sch.milestones), "schedule.milestones", list(sch.milestones),
