@@ -131,7 +131,7 @@ def test_plot_without_the_drawing_layer_says_what_to_import(monkeypatch):
 
 
 def test_side_by_side_is_the_demo_drawing(coco_dir, predictor):
-    """The demo's prediction | ground truth canvas (engine/demo.py ``_draw``: 4 white columns
+    """The demo's prediction | ground truth canvas (experiments/demo.py ``draw_predictions``: 4 white columns
     between, 3x nearest-neighbour, white-outlined black labels) drawn by hand."""
     img = cv2.resize(cv2.imread(str(coco_dir / NAMES[2])), (128, 86))
     pred = predictor.predict_frame(img).plot(img, predictor.skeleton, kpt_thr=0.1)

@@ -30,7 +30,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
@@ -55,7 +54,7 @@ from fusepose.files import write_json_atomic
 from fusepose.inference.dataset import scoring_sigmas
 from fusepose.inference.predictor import Predictor
 from fusepose.structures import PoseInstance, PoseResult
-from fusepose.visualization.skeleton import draw_poses
+from fusepose.visualization.writer import ResultWriter, side_by_side
 
 log = logging.getLogger(__name__)
 
@@ -303,10 +302,10 @@ def _summarise(run: TrainedRun, scorer: HeldOutScorer, untrained: dict[str, Any]
 def draw_predictions(model: torch.nn.Module, desc: Any, cfg: Config, device: Any, folder: Path,
                      limit: int) -> list[Path]:  # fmt: skip
     """Held-out images: prediction (left) beside the ground truth (right), 3x enlarged, as
-    ``folder/<image>_pred_gt.png``; returns the paths."""
-    folder.mkdir(parents=True, exist_ok=True)
+    ``folder/<image>_pred_gt.png`` through the one result writer; returns the paths."""
     index = load_coco_keypoints(cfg.data.val_ann)
     predictor = Predictor(model, device=str(device), description=desc)
+    writer = ResultWriter(save_vis=folder, skeleton=predictor.skeleton)
     written = []
     for iid in index.image_ids[:limit]:
         name = str(index.images[iid]["file_name"])
@@ -317,14 +316,8 @@ def draw_predictions(model: torch.nn.Module, desc: Any, cfg: Config, device: Any
              for a in index.annotations[iid] if not a.iscrowd],
             image_size=img.shape[:2],
         )  # fmt: skip
-        pred_img = draw_poses(img, result, predictor.skeleton, kpt_thr=0.1)
-        gt_img = draw_poses(img, gt, predictor.skeleton, kpt_thr=0.5)
-        canvas = np.concatenate([pred_img, np.full((img.shape[0], 4, 3), 255, np.uint8), gt_img], 1)
-        canvas = cv2.resize(canvas, None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST)
-        for text, x in (("prediction", 6), ("ground truth", 3 * (img.shape[1] + 4) + 6)):
-            cv2.putText(canvas, text, (x, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 2)
-            cv2.putText(canvas, text, (x, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1)
-        path = folder / f"{Path(name).stem}_pred_gt.png"
-        cv2.imwrite(str(path), canvas)
-        written.append(path)
+        panels = [result.plot(img, predictor.skeleton, kpt_thr=0.1),
+                  gt.plot(img, predictor.skeleton, kpt_thr=0.5)]  # fmt: skip
+        canvas = side_by_side(panels, ["prediction", "ground truth"])
+        written.append(writer.write_image(f"{Path(name).stem}_pred_gt.png", canvas))
     return written
