@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from fusepose.family import FAMILIES
 from fusepose.files import write_json_atomic, write_text_atomic
 
 __all__ = ["to_markdown", "write_outputs"]
@@ -33,7 +34,8 @@ def _x(a: Any, b: Any = None) -> str:
 def to_markdown(res: dict[str, Any]) -> str:
     """The README table plus the extra sections, as markdown."""
     m, cfg = res["machine"], res["config"]
-    crops = max((r["people"] for r in res["rows"] if r["kind"] == "top_down"), default=0)
+    crops = max((r["people"] for r in res["rows"]
+                 if r["kind"] in FAMILIES and FAMILIES[r["kind"]].needs_boxes), default=0)  # fmt: skip
     kind = f"**{m['isa_kind']}** CPU, " if m.get("isa_kind") else ""
     lines = [
         f"Machine: {kind}{m['cpu']} ({', '.join(m['isa'])}), {m['logical_cpus']} logical CPUs; "

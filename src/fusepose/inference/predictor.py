@@ -200,7 +200,7 @@ class Predictor(Described):
         self.detections = DetectionBoxes(det_file, det_thr) if det_file else None
         self.detector: Predictor | None = None
         if detector is not None:
-            if self.kind != "top_down":
+            if not self.family.needs_boxes:
                 raise ConfigError("a detector is only used by top-down models")
             if isinstance(detector, Predictor):
                 self.detector = detector
@@ -208,7 +208,7 @@ class Predictor(Described):
                 self.detector = Predictor(detector, weights=detector_weights, device=device,
                                           num_threads=num_threads,
                                           allow_random_weights=allow_random_weights)  # fmt: skip
-            if self.detector.kind != "bottom_up":
+            if self.detector.family.needs_boxes:
                 raise ConfigError(f"detector {self.detector.model_name!r} must be a bottom-up model")
             if not isinstance(detector, Predictor):
                 # A detector runs without the AE refine step: refine puts each *missing* joint
