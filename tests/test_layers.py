@@ -14,6 +14,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "fusepose"
 LAYERS = [
     {"errors", "assets", "structures", "cpu", "progress"},
     {"files", "skeletons", "geometry"},
+    {"family"},  # the model families as data (bottom-up / top-down)
     {"annotations", "description"},
     {"evaluation", "models"},  # evaluation never imports models
     {"codecs", "losses", "registry"},

@@ -172,7 +172,7 @@ def test_top_down_boxes_come_from_the_previous_poses_between_detector_frames():
             centre = invert_points(np.array([[(w_in - 1) / 2, (h_in - 1) / 2]]), m)[0]
             who = int(np.argmin(np.linalg.norm(kp[:, :, :2].mean(1) - centre, axis=1)))
             pts = np.c_[affine_points(kp[who, :, :2], m), kp[who, :, 2]]
-            hms.append(0.8 * pred.codec.encode(pts)[0])  # peaks of 0.8: a score decay shows
+            hms.append(0.8 * pred.codec.encode(pts)["heatmaps"])  # peaks of 0.8: a score decay shows
         return [np.stack(hms).astype(np.float32)]
 
     pred.output_hook = hook

@@ -184,7 +184,7 @@ def _run_model(args: argparse.Namespace) -> list[dict]:
         raise ConfigError(f"--images {args.images}: not a folder")
     args.random_weights = False
     predictor = build_predictor(argparse.Namespace(**{**vars(args), "backend": args.runtime}))
-    if predictor.kind == "top_down" and not (args.det_file or args.gt_boxes):
+    if predictor.family.needs_boxes and not (args.det_file or args.gt_boxes):
         raise ConfigError(
             f"{predictor.model_name} is top-down: give --det-file DET or --gt-boxes"
         )
@@ -204,7 +204,7 @@ def _run_model(args: argparse.Namespace) -> list[dict]:
         "flip": desc.test.flip,
         "input_size": list(desc.geometry.size),
         "resize": desc.geometry.mode,
-        "boxes": ("gt" if args.gt_boxes else "det") if desc.kind == "top_down" else None,
+        "boxes": ("gt" if args.gt_boxes else "det") if desc.family.needs_boxes else None,
         "val_AP": desc.val_metric,
     }
     if args.save_results:

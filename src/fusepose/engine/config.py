@@ -452,7 +452,7 @@ def validate_config(cfg: Config, source: str = "config") -> Config:
     _check(d.resize in ("crop", "letterbox"), "data.resize", d.resize, "'crop' or 'letterbox'",
            source)  # fmt: skip
     h, w = info.check_input_size(d.input_size, f"{source}: data.input_size")
-    if info.kind == "bottom_up" and d.resize == "crop":
+    if info.family.geometry((h, w), d.resize).mode == "short_side":  # trained on square crops
         _check(h == w, "data.input_size", list(d.input_size),
                "the square random crop (data.resize: crop) needs H == W", source)  # fmt: skip
     get_skeleton(d.skeleton)  # SkeletonError (a FusePoseError) for a bad name or file

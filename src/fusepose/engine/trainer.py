@@ -55,7 +55,8 @@ from fusepose.engine.logger import MetricLogger, epoch_lines
 from fusepose.engine.optim import build_optimizer, lr_factor
 from fusepose.engine.validate import evaluate_model, run_description
 from fusepose.errors import CheckpointError, ConfigError, FusePoseError
-from fusepose.losses import build_loss
+from fusepose.family import BOTTOM_UP, get_family
+from fusepose.losses import build_loss, loss_options
 from fusepose.losses.ae import AE_TYPES
 from fusepose.models.pretrained import BackboneReport
 from fusepose.models.registry import list_models
@@ -136,7 +137,8 @@ class Trainer:
         if model is None:
             model, self.pretrained = build_model(cfg, self.run_dir if self.main else None)
         info = getattr(model, "info", None)
-        self.kind = getattr(info, "kind", "bottom_up")
+        self.family = get_family(getattr(info, "kind", BOTTOM_UP))
+        self.kind = self.family.name
         # a registered model's name, or the name a custom module gives itself
         self.model_name = getattr(info, "name", None) or getattr(
             model, "model_name", type(model).__name__
@@ -155,18 +157,7 @@ class Trainer:
             lc = cfg.loss
             if lc.ae_type not in AE_TYPES:
                 raise ConfigError(f"loss.ae_type: {lc.ae_type!r} is not one of {AE_TYPES}")
-            if self.kind == "bottom_up":
-                loss_fn = build_loss(
-                    "bottom_up",
-                    self.num_keypoints,
-                    heatmap_weights=lc.heatmap_weights,
-                    push_factor=lc.push_factor,
-                    pull_factor=lc.pull_factor,
-                    ae_type=lc.ae_type,
-                    heatmap_fg_weight=lc.heatmap_fg_weight,
-                )
-            else:
-                loss_fn = build_loss("top_down", self.num_keypoints, stage_weights=lc.stage_weights)
+            loss_fn = build_loss(self.family, self.num_keypoints, **loss_options(self.family, lc))
         self.loss_fn = loss_fn
         self._build_data(cfg, train_set, collate_fn)
         self.evaluator = evaluator
@@ -505,7 +496,7 @@ class Trainer:
             record.update(
                 ann=d.val_ann,
                 images=d.val_images,
-                boxes=("det" if d.det_file else "gt") if self.kind == "top_down" else None,
+                boxes=("det" if d.det_file else "gt") if self.family.needs_boxes else None,
             )
         return record
 

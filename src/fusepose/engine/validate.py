@@ -87,7 +87,7 @@ def tag_separation(
     decoder's ``tag_threshold`` as the distance that counts as apart.
     """
     desc = desc or run_description(cfg)
-    if desc.kind != "bottom_up":
+    if not desc.family.tags:
         raise ConfigError(f"model.name: {desc.model} is not bottom-up: it has no tags")
     codec = target_codec(desc, cfg)
     data = build_dataset(cfg, desc, codec, train=False)

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from fusepose.family import FAMILIES
 from fusepose.files import write_json_atomic, write_text_atomic
 from fusepose.progress import wrap_prose
 
@@ -42,7 +43,8 @@ def to_markdown(res: dict[str, Any]) -> str:
 def _main(res: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
     """The machine, the table of every row, what its columns mean, what this CPU skips."""
     m = res["machine"]
-    crops = max((r["people"] for r in res["rows"] if r["kind"] == "top_down"), default=0)
+    crops = max((r["people"] for r in res["rows"]
+                 if r["kind"] in FAMILIES and FAMILIES[r["kind"]].needs_boxes), default=0)  # fmt: skip
     kind = f"**{m['isa_kind']}** CPU, " if m.get("isa_kind") else ""
     lines = [
         f"Machine: {kind}{m['cpu']} ({', '.join(m['isa'])}), {m['logical_cpus']} logical CPUs; "

@@ -54,10 +54,10 @@ from fusepose.export.cache import export_cached
 from fusepose.export.optimize import optimize_for_inference
 from fusepose.export.quantize import int8_scope
 from fusepose.export.runtime import OnnxRunner, session_options
-from fusepose.geometry import InputGeometry
+from fusepose.family import get_family
 from fusepose.inference.backends import unavailable
 from fusepose.inference.boxes import whole_image_box
-from fusepose.inference.gt_outputs import bottom_up_gt_hook, top_down_gt_hook
+from fusepose.inference.gt_outputs import gt_hook
 from fusepose.inference.predictor import Predictor
 from fusepose.modelfile import load_weights
 from fusepose.models.init import random_inference_weights
@@ -121,7 +121,7 @@ def _build(name: str, cfg: PerfConfig, image: np.ndarray):
 
 def model_input_hw(model: Any, cfg: PerfConfig) -> tuple[int, int]:
     """Bottom-up: ``cfg.input_size``; top-down: the model's own crop size."""
-    if model.info.kind == "bottom_up":
+    if not model.info.family.needs_boxes:
         return int(cfg.input_size[0]), int(cfg.input_size[1])
     h, w = model.info.input_size
     return int(h), int(w)
@@ -129,7 +129,7 @@ def model_input_hw(model: Any, cfg: PerfConfig) -> tuple[int, int]:
 
 def _description(model: Any, hw: tuple[int, int]):
     """Fixed-shape rows: bottom-up letterboxed into ``hw``, top-down crops of ``hw``."""
-    return default_description_for(model.info, geometry=InputGeometry.fixed_for(model.info.kind, hw))
+    return default_description_for(model.info, geometry=model.info.family.fixed_geometry(hw))
 
 
 def _predictor(source: Any, desc: Any, cfg: PerfConfig, flip: bool = False,
@@ -147,10 +147,7 @@ def _predictor(source: Any, desc: Any, cfg: PerfConfig, flip: bool = False,
 def _hook(pred, gt, boxes, use_gt: bool) -> None:
     if gt is None or not use_gt:
         return
-    if pred.kind == "bottom_up":
-        pred.output_hook = bottom_up_gt_hook(pred, gt[0])
-    else:
-        pred.output_hook = top_down_gt_hook(pred, boxes, gt[0])
+    pred.output_hook = gt_hook(pred, gt[0], boxes)
 
 
 def _fill(row: Row, res) -> Row:
@@ -413,7 +410,7 @@ def _ratios(rows: list[Row], models: list[str]) -> dict[str, Any]:
         if onnx_row and int8_row:
             entry["int8_speedup_network"] = round(onnx_row.network_ms / int8_row.network_ms, 3)
             entry["int8_speedup_total"] = round(onnx_row.total_ms / int8_row.total_ms, 3)
-        if onnx_row and onnx_row.kind == "bottom_up":
+        if onnx_row and get_family(onnx_row.kind).tags:  # grouping: a decode worth timing
             entry["decode_over_network"] = round(onnx_row.decode_ms / onnx_row.network_ms, 4)
         if entry:
             ratios[name] = entry
@@ -424,7 +421,7 @@ def flip_section(built, image, gt, boxes, cfg: PerfConfig, use_gt: bool) -> dict
     """Bottom-up ONNX (else torch) rows with flip off and on: decode ms and decode / network."""
     preds, keys = [], []
     for name, b in built.items():
-        if b["kind"] != "bottom_up":
+        if not get_family(b["kind"]).tags:
             continue
         src = b["onnx"] if b["onnx"] is not None else b["fast"]
         for flip in (False, True):

@@ -37,7 +37,7 @@ BOX_POLICIES = ("auto", "gt", "det")
 def _policy(predictor: Any, boxes: str) -> str | None:
     if boxes not in BOX_POLICIES:
         raise ConfigError(f"boxes {boxes!r}: use one of {BOX_POLICIES}")
-    if predictor.kind != "top_down":
+    if not predictor.family.needs_boxes:
         if boxes == "gt":
             raise ConfigError(
                 f"GT boxes: {predictor.model_name} is a bottom-up model (it finds people itself)"

@@ -196,7 +196,7 @@ class Predictor(Described):
         detector = boxes.detector
         if detector is None:
             return
-        if self.kind != "top_down":
+        if not self.family.needs_boxes:
             raise ConfigError("a detector is only used by top-down models")
         if isinstance(detector, Predictor):
             self.detector = detector
@@ -205,7 +205,7 @@ class Predictor(Described):
                              num_threads=self.run_options.num_threads)  # fmt: skip
             self.detector = Predictor(detector, boxes.detector_weights, run=run,
                                       allow_random_weights=allow_random)  # fmt: skip
-        if self.detector.kind != "bottom_up":
+        if self.detector.family.needs_boxes:
             raise ConfigError(f"detector {self.detector.model_name!r} must be a bottom-up model")
         if not isinstance(detector, Predictor):
             # A detector runs without the AE refine step: refine puts each *missing* joint

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from fusepose.errors import ConfigError
+from fusepose.family import Family, get_family
 
 ModelKind = Literal["bottom_up", "top_down"]
 
@@ -22,6 +23,8 @@ ModelKind = Literal["bottom_up", "top_down"]
 class ModelInfo:
     """What a caller needs to know about a registered model without building it.
 
+    kind: the serialized family (``bottom_up`` / ``top_down``); :attr:`family` is the
+        :class:`~fusepose.family.Family` value code asks.
     input_size: (H, W) in pixels, the paper's input resolution.
     input_multiple: a fixed-size input's H and W must be multiples of this (the network's
         coarsest stride: 32 for the HRNet-family bottom-up nets; 4, the heatmap stride, for the
@@ -40,8 +43,14 @@ class ModelInfo:
     input_multiple: int = 0
 
     def __post_init__(self) -> None:
+        fam = get_family(self.kind)
+        object.__setattr__(self, "kind", fam.name)
         if not self.input_multiple:
-            object.__setattr__(self, "input_multiple", 32 if self.kind == "bottom_up" else 4)
+            object.__setattr__(self, "input_multiple", fam.input_multiple)
+
+    @property
+    def family(self) -> Family:
+        return get_family(self.kind)
 
     def check_input_size(self, size: Any, what: str = "input size") -> tuple[int, int]:
         """``(H, W)`` if both are positive multiples of :attr:`input_multiple`, else a
@@ -65,7 +74,7 @@ _INFOS: dict[str, ModelInfo] = {}
 def register_model(
     name: str,
     *,
-    kind: ModelKind,
+    kind: ModelKind | Family,
     input_size: tuple[int, int],
     num_keypoints: int = 17,
     dataset: str = "coco",
