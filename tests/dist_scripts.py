@@ -55,7 +55,8 @@ def evaluate(out: str, ann: str, images: str, max_images: str, workers: str) -> 
 
 
 def agree(out: str, failing_rank: str) -> None:
-    from fusepose.distributed import agree as agree_, get_rank, init_distributed
+    from fusepose.distributed import agree as agree_
+    from fusepose.distributed import get_rank, init_distributed
     from fusepose.errors import DataError
 
     init_distributed("cpu")

@@ -207,7 +207,9 @@ def test_an_unreadable_image_on_one_rank_stops_both(tmp_path, coco_dir, sfm_weig
     share, learns of it at the gather, and both stop with rank 1's one-line error."""
     images = tmp_path / "images"
     shutil.copytree(coco_dir, images, ignore=shutil.ignore_patterns("*.json"))
-    names = [im["file_name"] for im in json.loads((coco_dir / "test_coco.json").read_text())["images"]]
+    names = [
+        im["file_name"] for im in json.loads((coco_dir / "test_coco.json").read_text())["images"]
+    ]
     (images / names[1]).write_bytes(b"not a jpeg")  # position 1: rank 1's
     start = time.monotonic()
     proc = _cli("eval", "--model", "sfm_coco", "--weights", sfm_weights, "--gt-boxes",

@@ -17,6 +17,14 @@ order) with :class:`fusepose.PoseTracker`: every result gets a ``track_id``, dra
 ``id N`` and one colour per track. Top-down models take their boxes from the previous frame's
 people and run the detector (``--detector`` / ``--det-file``) every ``--det-frequency`` frames.
 ``--smooth`` (implies ``--track``) One-Euro filters each track's joints.
+
+``--source`` takes several sources (files, folders, videos), run in turn into one results
+file; a video frame's record then names its video (``file_name`` ``<video>:frame:N``).
+``--workers N`` threads read and prepare images ahead of the network (the same results).
+Under ``torchrun --nproc-per-node N -m fusepose.cli.main predict ...`` the images (and
+whole videos) are split over the ranks; each draws its own, rank 0 writes the one merged,
+sorted results file (:mod:`fusepose.inference.multi`). A webcam, and ``--track`` over images,
+run in one process.
 """
 
 from __future__ import annotations
@@ -130,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
         show_bar = not args.no_progress and env_rank() == 0 and any(
             i.in_folder or i.kind != "image" for i in plan.items)  # fmt: skip
         with tqdm(unit="img", disable=not show_bar) as bar:
+
             def progress(done: int, total: int | None) -> None:
                 bar.total = total
                 bar.update(done - bar.n)

@@ -9,7 +9,9 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import Sampler
 
-from fusepose.distributed import (
+# the rank and collective helpers live below inference (which shards its loops too); they are
+# imported here so ``fusepose.engine.distributed.<name>`` keeps working
+from fusepose.distributed import (  # noqa: F401
     agree,
     all_gather,
     all_gather_checked,
@@ -23,22 +25,6 @@ from fusepose.distributed import (
     is_distributed,
     is_main_process,
 )
-
-__all__ = [
-    "EpochSampler",
-    "agree",
-    "all_gather",
-    "all_gather_checked",
-    "all_reduce_mean",
-    "barrier",
-    "broadcast",
-    "cleanup",
-    "get_rank",
-    "get_world_size",
-    "init_distributed",
-    "is_distributed",
-    "is_main_process",
-]
 
 
 class EpochSampler(Sampler[int]):

@@ -150,20 +150,12 @@ def run_dataset(
 
 
 def predict_dataset(
-    predictor: Any,
-    ann_file: str | Path,
-    image_dir: str | Path,
-    *,
-    boxes: str = "auto",
-    max_images: int = 0,
-    progress: Callable[[int, int], None] | None = None,
-    workers: int = 0,
+    predictor: Any, ann_file: str | Path, image_dir: str | Path, **options: Any
 ) -> list[dict[str, Any]]:
     """COCO keypoint results (original-image pixels) of ``predictor`` on every image of
-    ``ann_file`` (the first ``max_images`` when > 0); each result also carries ``file_name``.
-    :func:`run_dataset`'s results (sharded over the ranks of a process group)."""
-    return run_dataset(predictor, ann_file, image_dir, boxes=boxes, max_images=max_images,
-                       progress=progress, workers=workers).results  # fmt: skip
+    ``ann_file``, each with ``file_name``: :func:`run_dataset`'s results (its ``options``:
+    ``boxes``, ``max_images``, ``progress``, ``workers``; sharded in a process group)."""
+    return run_dataset(predictor, ann_file, image_dir, **options).results
 
 
 def evaluate_dataset(
@@ -171,21 +163,19 @@ def evaluate_dataset(
     ann_file: str | Path,
     image_dir: str | Path,
     *,
-    boxes: str = "auto",
-    max_images: int = 0,
     backend: str = "pycocotools",
     per_keypoint: bool = False,
-    progress: Callable[[int, int], None] | None = None,
-    workers: int = 0,
+    **options: Any,
 ) -> dict[str, Any]:
-    """COCO OKS AP/AR of ``predictor`` on ``ann_file`` (:func:`run_dataset`, then
+    """COCO OKS AP/AR of ``predictor`` on ``ann_file`` (:func:`run_dataset` with ``options``:
+    ``boxes``, ``max_images``, ``progress``, ``workers``; then
     :func:`fusepose.evaluation.evaluate_coco`); ``results`` holds the scored results,
     ``world_size`` and ``images_per_rank`` how the images were split.
 
     In a process group the results are scored once, on rank 0, and every rank returns the
     same metrics."""
-    run = run_dataset(predictor, ann_file, image_dir, boxes=boxes, max_images=max_images,
-                      progress=progress, workers=workers)  # fmt: skip
+    run = run_dataset(predictor, ann_file, image_dir, **options)
+    max_images = int(options.get("max_images", 0))
     metrics: dict[str, Any] | None = None
     error: Exception | None = None
     if get_rank() == 0:
