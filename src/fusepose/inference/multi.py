@@ -299,6 +299,9 @@ def predict_sources(
         error = e
     agree(error)
     mine = [plan.items[p] for p in shard(len(plan.items), rank, world)]
+    if rank == 0 and len(plan.items) < world:  # e.g. one video: it is not split by frames
+        logger.warning("%d items for %d ranks: %d ranks have nothing to do", len(plan.items),
+                       world, world - len(plan.items))  # fmt: skip
     save_json = Path(save_json) if save_json is not None else None
     run_id = broadcast(uuid.uuid4().hex)
     journal = _journal(save_json, rank) if save_json is not None and world > 1 else None
