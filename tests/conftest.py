@@ -178,17 +178,25 @@ def run_readme(command: str, ws: Path, timeout: int = 1200):
 
 def readme_train(config: str, ws: Path) -> Path:
     """Run the README's ``fusepose train CONFIG ...`` command as written, once per test session
-    whichever xdist worker asks first (the others wait on a file lock): its ``best.pth``."""
+    whichever xdist worker asks first (the others wait on a file lock): its ``best.pth``.
+
+    Done means the command exited 0 (a marker beside the lock), not that a ``best.pth``
+    exists: a run killed by its timeout leaves the best.pth of an earlier validation, which
+    the next worker to ask would take for the trained model; it starts afresh instead."""
+    import shutil
+
     from filelock import FileLock
 
     commands = [c for b in readme_blocks() for c in b["commands"]]
     cmd = next(c for c in commands if c.startswith(f"fusepose train {config} "))
     out = cmd.split("--out ", 1)[1].split()[0]
-    best = ws / out / "best.pth"
+    best, done = ws / out / "best.pth", ws.parent / f"{config}.done"
     with FileLock(str(ws.parent / f"{config}.lock")):
-        if not best.is_file():
-            proc = run_readme(cmd, ws)
+        if not done.is_file():
+            shutil.rmtree(ws / out, ignore_errors=True)
+            proc = run_readme(cmd, ws, timeout=3600)
             assert proc.returncode == 0, (cmd, proc.stderr[-3000:])
+            done.touch()
     return best
 
 
