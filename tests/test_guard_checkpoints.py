@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from fusepose.benchmark.checkpoints import GUARD_RECIPES, ensure_checkpoints
-from fusepose.benchmark.perf_table import DEFAULT_MODELS
 from fusepose.engine.config import load_config
 from fusepose.errors import CheckpointError
+from fusepose.experiments.perf_table import DEFAULT_MODELS
 from fusepose.modelfile import describe
 
 QUICK = ("train.epochs=1", "eval.interval=1", "runtime.progress=false")

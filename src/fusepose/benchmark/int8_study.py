@@ -95,7 +95,7 @@ def int8_checkpoint_ap(
     }
     rr = "_r7" if default_reduce_range() else "_r8"
     int8 = fp32.with_name(f"{fp32.stem}_int8{rr}.onnx")
-    boxes = [gt_boxes(index, i)[0] for i in index.image_ids] if desc.kind == "top_down" else []
+    boxes = [gt_boxes(index, i)[0] for i in index.image_ids] if desc.family.needs_boxes else []
     calib = calibration_set(preds["onnx_fp32"], paths, num_synthetic=0, boxes=boxes)
     if not int8.is_file():
         quantize_int8(fp32, int8, calib)
@@ -114,7 +114,7 @@ def int8_checkpoint_ap(
     per_image: dict[str, Any] = {}
     for k, pred in preds.items():
         m = evaluate_dataset(pred, ann_file, ann_file.parent,
-                             boxes="gt" if desc.kind == "top_down" else "auto")  # fmt: skip
+                             boxes="gt" if desc.family.needs_boxes else "auto")  # fmt: skip
         out[f"AP_{k}"] = round(float(m["AP"]), 4)
         per_image[k] = results_by_image(m["results"])
     # people matched once per image; over all joints: mean, max, and (the mean is dominated by

@@ -106,7 +106,7 @@ class _Validation:
     def __init__(self, fp32_ir: Path, ann_file: Path, image_dir: Path, threads: int | None):
         self.fp32_ir, self.ann, self.images = fp32_ir, ann_file, image_dir
         self.pred = Predictor(fp32_ir, backend="openvino", precision="fp32", num_threads=threads)
-        self.boxes = "gt" if self.pred.kind == "top_down" else "auto"
+        self.boxes = "gt" if self.pred.description.family.needs_boxes else "auto"
         ref = evaluate_dataset(self.pred, ann_file, image_dir, boxes=self.boxes)
         self.ap_ref = float(ref["AP"])
         self.people = results_by_image(ref["results"])
