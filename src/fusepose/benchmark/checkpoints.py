@@ -5,8 +5,8 @@ A bf16, INT8 or other-backend path is only as accurate as a trained network says
 weights the heatmaps are noise and a keypoint change means nothing. :func:`ensure_checkpoints`
 gives each model a trained checkpoint at ``DIR/MODEL/best.pth``, training the bundled recipe
 of :data:`GUARD_RECIPES` where it is missing (``DIR/MODEL/last.pth`` of an interrupted run is
-resumed) and reusing, after checking, what is there. A model without a recipe gets no entry:
-its guard stays on random weights and must say so.
+resumed) and reusing, after checking, what is there (any model's). A model with neither gets
+no entry: its guard stays on random weights and must say so.
 """
 
 from __future__ import annotations
@@ -80,8 +80,8 @@ def ensure_checkpoints(
     overrides: Sequence[str] = (),
     trainer: Trainer = train,
 ) -> dict[str, Path]:
-    """``{model: DIR/MODEL/best.pth}`` for every model of ``models`` with a recipe in
-    :data:`GUARD_RECIPES`, trained where missing.
+    """``{model: DIR/MODEL/best.pth}`` for every model of ``models`` that has one there or a
+    recipe in :data:`GUARD_RECIPES` (trained where missing).
 
     An existing ``best.pth`` is reused after :func:`check_guard_checkpoint` (a file of another
     model or without validation is an error, never overwritten); a run folder with only
@@ -92,16 +92,17 @@ def ensure_checkpoints(
     folder = Path(folder)
     out: dict[str, Path] = {}
     for model in models:
-        recipe = GUARD_RECIPES.get(model)
-        if recipe is None:
-            logger.info("%s: no guard recipe; its guard stays on random weights", model)
-            continue
         run_dir = folder / model
         best = run_dir / "best.pth"
         if best.is_file():
             desc = check_guard_checkpoint(best, model)
             logger.info("%s: reusing %s (val AP %.4f)", model, best, desc.val_metric)
             out[model] = best
+            continue
+        recipe = GUARD_RECIPES.get(model)
+        if recipe is None:
+            logger.info("%s: no guard recipe and no %s; its guard stays on random weights",
+                        model, best)  # fmt: skip
             continue
         ann, images = guard_data(ann_file)
         sets = [f"data.{k}_ann={ann}" for k in ("train", "val")]

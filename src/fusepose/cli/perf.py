@@ -91,6 +91,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "on the shared COCO samples; its verdict is the guard of that model's rows",
     )
     parser.add_argument(
+        "--checkpoints",
+        metavar="DIR",
+        help="trained guard checkpoints DIR/MODEL/best.pth (each model's small overfit recipe "
+        "on the COCO samples, trained where missing, reused where present): every model's "
+        "verdicts on trained weights, and an OpenVINO INT8 row by NNCF's accuracy control for "
+        "the --int8 models; without it, verdicts on random weights decide no fastest path",
+    )
+    parser.add_argument(
         "--raw-torch", action="store_true", help="add eager rows of the unmodified modules"
     )
     parser.add_argument(
@@ -137,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
         **({"workdir": args.workdir} if args.workdir else {}),
         weights=weights,
         int8_checkpoint=args.int8_checkpoint,
+        checkpoints=args.checkpoints,
     )
     res = run_perf(cfg, progress=lambda msg: logger.info("%s", msg))
     print(to_markdown(res), end="")

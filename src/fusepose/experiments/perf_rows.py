@@ -43,6 +43,9 @@ class PerfConfig:
     workdir: str = str(Path.home() / ".cache" / "fusepose" / "perf")
     weights: dict[str, str] = field(default_factory=dict)
     int8_checkpoint: str | None = None
+    # DIR of trained guard checkpoints (DIR/MODEL/best.pth, trained where missing): every
+    # model's verdicts on trained weights (fusepose.experiments.perf_checkpoints)
+    checkpoints: str | None = None
     peers: dict[str, str] = field(default_factory=dict)
     seed: int = 0
 
@@ -75,11 +78,14 @@ class Row:
     weights: str = ""
     guard: dict[str, Any] | None = None
     guard_passed: bool | None = None
+    # "checkpoint": the verdict was judged on trained weights; "random": on random weights
+    # (such a row never decides ``best``; ``fusepose perf --checkpoints DIR``)
+    guard_weights: str = "random"
 
     @property
     def label(self) -> str:
         prec = "" if self.precision == "fp32" else " " + self.precision
-        scope = " whole" if self.int8_scope == "whole" else ""
+        scope = f" {self.int8_scope}" if self.int8_scope in ("whole", "nncf") else ""
         return f"{self.model} [{self.backend}{prec}{scope}]"
 
 
@@ -144,11 +150,13 @@ def checkpoint_guards(rows: list[Row], section: dict[str, Any]) -> None:
 
 
 def best_paths(rows: list[Row], models: Sequence[str], baseline: str) -> dict[str, Any]:
-    """Per model the fastest row (end to end) whose guard passed, and for each model its
-    speed-up against the baseline's fp32 ONNX Runtime row and against the baseline's best."""
+    """Per model the fastest row (end to end) whose guard passed on trained weights
+    (``guard_weights == "checkpoint"``), and for each model its speed-up against the
+    baseline's fp32 ONNX Runtime row and against the baseline's best."""
     out: dict[str, Any] = {}
     for name in models:
-        ok = [r for r in rows if r.model == name and r.guard_passed and r.total_ms > 0]
+        ok = [r for r in rows if r.model == name and r.guard_passed and r.total_ms > 0
+              and r.guard_weights == "checkpoint"]  # fmt: skip
         if ok:
             b = min(ok, key=lambda r: r.total_ms)
             out[name] = {"label": b.label, "total_ms": b.total_ms, "network_ms": b.network_ms}
