@@ -11,6 +11,15 @@ on the image: ``fusepose.models.init.random_inference_weights``; the JSON rows s
 bottom-up decode then runs on maps rendered from the image's ground truth so it sees a
 realistic number of peaks. Every backend and precision this CPU runs gets a row with its
 accuracy guard; ``--peer NAME=FILE.onnx`` times another ONNX model's network beside them.
+
+Accuracy verdicts on random weights decide nothing: ``--checkpoints DIR`` judges every model on
+its trained checkpoint ``DIR/MODEL/best.pth`` (the small overfit recipe of
+``fusepose.benchmark.checkpoints.GUARD_RECIPES``, trained where missing, reused after a check
+where present) and adds the OpenVINO INT8 row of NNCF's accuracy control for the ``--int8``
+models; each JSON row says ``guard_weights``: ``checkpoint`` or ``random``, and only the
+former decide the fastest path (``best``)::
+
+    fusepose perf --checkpoints runs/guard --json perf.json
 """
 
 from __future__ import annotations
