@@ -114,3 +114,19 @@ def test_perf_nncf_row_on_the_trained_lmfnet_passes_its_guard(overfit_lmfnet, tm
     g = row["guard"]["checkpoint"]
     assert row["guard_weights"] == "checkpoint" and row["guard_passed"], g
     assert g["AP"] >= g["AP_fp32"] - 0.01 and g["median_px"] <= 0.5 and g["p90_px"] <= 2.0
+
+
+def test_a_checkpoint_there_is_reused_even_without_a_recipe(tiny_lmfnet, tmp_path):
+    """``DIR/test_lmfnet/best.pth`` is reused (checked, never retrained) although test_lmfnet
+    has no guard recipe; test_sfm has neither file nor recipe: no entry (random weights)."""
+    from fusepose.benchmark.checkpoints import GUARD_RECIPES, ensure_checkpoints
+
+    assert "test_lmfnet" not in GUARD_RECIPES and "test_sfm" not in GUARD_RECIPES
+    (tmp_path / "test_lmfnet").mkdir()
+    shutil.copy(tiny_lmfnet, tmp_path / "test_lmfnet" / "best.pth")
+
+    def fail(*args, **kwargs):
+        raise AssertionError("trained although nothing was to be trained")
+
+    got = ensure_checkpoints(tmp_path, ["test_lmfnet", "test_sfm"], trainer=fail)
+    assert got == {"test_lmfnet": tmp_path / "test_lmfnet" / "best.pth"}
