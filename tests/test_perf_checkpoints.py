@@ -80,6 +80,9 @@ def test_perf_with_checkpoints_dir_judges_on_it(tiny_lmfnet, tmp_path):
         "test_sfm [torch]": "random",
     }
     assert set(res["best"]) == {"test_lmfnet"}
+    # the rows time the network that was judged: the checkpoint's weights, not random ones
+    kinds = {r["label"]: r["weights"].split()[0] for r in res["rows"]}
+    assert kinds["test_lmfnet [onnx]"] == "checkpoint" and kinds["test_sfm [onnx]"] == "random"
     md = to_markdown(res)
     assert "pass on random weights" in md and "No fastest path decided for test_sfm" in md
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from fusepose.benchmark.checkpoints import ensure_checkpoints, guard_data
 from fusepose.benchmark.int8_study import int8_checkpoint_ap
 from fusepose.cpu import has_vnni
 from fusepose.errors import FusePoseError
-from fusepose.experiments.perf_rows import Row, checkpoint_guards
+from fusepose.experiments.perf_rows import PerfConfig, Row, checkpoint_guards
 from fusepose.export.cache import export_cached
 from fusepose.export.ir import onnx_to_ir
 from fusepose.export.metadata import read_metadata
@@ -35,7 +36,7 @@ from fusepose.modelfile import describe, load_model
 logger = logging.getLogger(__name__)
 
 __all__ = ["NNCF_SCOPE", "checkpoint_sections", "judge_rows", "nncf_ir", "nncf_variant",
-           "perf_checkpoints"]  # fmt: skip
+           "perf_checkpoints", "timed_on_checkpoints", "weights_overrides"]  # fmt: skip
 
 # the int8 scope of the row that runs the NNCF IR (label "openvino int8 nncf")
 NNCF_SCOPE = "nncf"
@@ -48,6 +49,26 @@ def perf_checkpoints(folder: str | Path | None, models: Sequence[str]) -> dict[s
     if not folder:
         return {}
     return ensure_checkpoints(folder, list(models))
+
+
+def timed_on_checkpoints(cfg: PerfConfig, checkpoints: dict[str, Path]) -> PerfConfig:
+    """``cfg`` whose rows run the checkpoints' networks (``--weights`` given by hand win): the
+    verdicts and the timings are then about the same network, its architecture included (a
+    guard recipe may train a narrower variant: :func:`weights_overrides`)."""
+    if not checkpoints:
+        return cfg
+    return replace(cfg, weights={**{m: str(p) for m, p in checkpoints.items()}, **cfg.weights})
+
+
+def weights_overrides(path: str | Path | None) -> dict[str, Any]:
+    """The architecture overrides a fusepose checkpoint was trained with (``{}`` for none, for
+    no file, or for a file that is not a fusepose checkpoint, e.g. official weights)."""
+    if not path:
+        return {}
+    try:
+        return dict(describe(path).overrides or {})
+    except FusePoseError:
+        return {}
 
 
 def checkpoint_sections(checkpoints: dict[str, Path], workdir: str | Path,

@@ -46,6 +46,8 @@ from fusepose.experiments.perf_checkpoints import (
     judge_rows,
     nncf_variant,
     perf_checkpoints,
+    timed_on_checkpoints,
+    weights_overrides,
 )
 from fusepose.experiments.perf_report import to_markdown, write_outputs
 from fusepose.experiments.perf_rows import (
@@ -113,7 +115,7 @@ def _build(name: str, cfg: PerfConfig, image: np.ndarray):
     on the benchmark image), eval mode; and which weights it has."""
     torch.manual_seed(cfg.seed)
     try:
-        model = create_model(name)
+        model = create_model(name, **weights_overrides(cfg.weights.get(name)))
     except KeyError as e:
         raise ConfigError(str(e.args[0])) from None
     if name in cfg.weights:
@@ -257,7 +259,7 @@ def _add_model(s: _Session, name: str) -> None:
     model, weights = _build(name, cfg, s.image)
     hw = model_input_hw(model, cfg)
     desc = _description(model, hw)
-    comp = measure_registered(name, [hw])[hw]
+    comp = measure_registered(name, [hw], **weights_overrides(cfg.weights.get(name)))[hw]
     fast = optimize_for_inference(model)
     eager = optimize_for_inference(model, channels_last=True)
     eager.info = model.info
@@ -339,6 +341,7 @@ def run_perf(cfg: PerfConfig, progress: Callable[[str], None] | None = None) -> 
     s = _session(cfg, say)
     models = list(dict.fromkeys([*cfg.models, cfg.baseline] if cfg.baseline else cfg.models))
     s.checkpoints = perf_checkpoints(cfg.checkpoints, models)
+    s.cfg = cfg = timed_on_checkpoints(cfg, s.checkpoints)
     for name in track(models, desc="perf: models", unit="models"):
         _add_model(s, name)
     _time_rows(s)
