@@ -21,6 +21,7 @@ from typing import Any
 
 from fusepose.data.coco_index import load_coco_keypoints
 from fusepose.data.io import read_image
+from fusepose.data.samples import check_image_size
 from fusepose.errors import ConfigError, DataError
 from fusepose.evaluation.coco import evaluate_coco
 from fusepose.inference.boxes import gt_boxes
@@ -75,12 +76,17 @@ def predict_dataset(
         raise DataError(f"{image_dir}: image folder not found")
     ids = index.image_ids[:max_images] if max_images else index.image_ids
     results: list[dict[str, Any]] = []
+    resized: list[str] = []  # images not of their declared size: scored, but said so
     for n, iid in enumerate(ids, 1):
         name = str(index.images[iid]["file_name"])
         path = image_dir / name
         if not path.is_file():
             raise DataError(f"{path}: image id {iid} of {index.path} not found in {image_dir}")
         frame = Frame(read_image(path), str(path), n - 1, path)
+        try:
+            check_image_size(frame.image, index.images[iid], path, index.path)
+        except DataError as e:
+            resized.append(str(e))
         kw: dict[str, Any] = {}
         if policy == "gt":
             kw["boxes"], kw["box_scores"] = gt_boxes(index, iid)
@@ -90,6 +96,10 @@ def predict_dataset(
             results.append(r)
         if progress is not None:
             progress(n, len(ids))
+    if resized:
+        logger.warning("%d of %d images are not the size the ground truth declares, so its "
+                       "keypoints may not fit them (first: %s)", len(resized), len(ids),
+                       resized[0])  # fmt: skip
     logger.info("%s: %d people on %d images of %s", predictor.model_name, len(results),
                 len(ids), Path(ann_file).name)  # fmt: skip
     return results
