@@ -37,7 +37,7 @@ TEXT_SUFFIXES = {".py", ".md", ".yaml", ".yml", ".toml", ".txt", ".cfg", ".ini",
 SKIP_DIRS = {"__pycache__", ".git", ".venv", "runs", "build", "dist", "node_modules"}
 # Markdown files the code writes into a run folder: named in messages, never in the repository.
 GENERATED_NAMES = {
-    "ablation.md": "written by `fusepose ablate` (benchmark/ablation.py)",
+    "ablation.md": "written by `fusepose ablate` (experiments/ablation.py)",
     "perf.md": "the example output of `fusepose perf --markdown perf.md`",
 }
 

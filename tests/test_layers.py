@@ -13,7 +13,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "fusepose"
 # of the same layer do not import each other.
 LAYERS = [
     {"errors", "assets", "structures", "cpu", "progress"},
-    {"files", "skeletons", "geometry", "limits"},
+    {"files", "skeletons", "geometry", "limits", "distributed"},  # distributed: ranks, shards, gathers
     {"family"},  # the model families as data (bottom-up / top-down)
     {"annotations", "description"},
     {"evaluation", "models"},  # evaluation never imports models

@@ -106,3 +106,17 @@ def test_short_lines_and_wrapped_prose():
     assert out[0].startswith("## Title") and out[1].startswith("| a | b |")  # kept whole
     assert all(len(line) <= 100 for line in out[2:])
     assert " ".join(out[2:]).split() == ["word"] * 60
+
+
+def test_a_total_given_after_the_start_still_gets_ten_percent_lines():
+    """``fusepose eval`` learns the image count from its first progress call: a bar made without
+    a total, then ``set_total(100)``, writes the same ten lines as one made with it (before the
+    fix the first plain-line check added 10 to the None of the unknown start)."""
+    out, clock = io.StringIO(), FakeClock()
+    with Progress(unit="img", stream=out, clock=clock) as bar:
+        for _ in range(100):
+            clock.now += 1.0
+            bar.set_total(100)
+            bar.update(1)
+    lines = out.getvalue().splitlines()
+    assert [line.split("%")[0].strip() for line in lines] == [str(p) for p in range(10, 101, 10)]

@@ -111,6 +111,9 @@ class Progress:
         if total == self.total:
             return
         self.total = total
+        if self._last_percent is None:  # the total arrives after the start: lines from here
+            pct = self._percent()
+            self._last_percent = None if pct is None else pct - pct % self.every_percent
         if self._bar is not None:
             self._bar.total = total
             self._bar.refresh()

@@ -274,9 +274,9 @@ def zoo_table(pattern: str = "*", *, fvcore: bool = False, progress=None) -> lis
 
     ``progress``: optional callable wrapping the name list (e.g. ``tqdm``).
     """
-    from fusepose.models.registry import get_model_info, list_models
+    from fusepose.models.registry import get_model_info, zoo_models
 
-    names = list_models(pattern)
+    names = zoo_models(pattern)
     rows: list[dict] = []
     for name in progress(names) if progress else names:
         info = get_model_info(name)

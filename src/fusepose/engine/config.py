@@ -70,7 +70,7 @@ class DataConfig:
     sigma: float = 2.0
     max_people: int = 30
     skeleton: str = "coco"
-    num_workers: int = 2
+    num_workers: int = 2  # training: DataLoader processes; validation: reader threads
     # augmentation
     flip_prob: float = 0.5
     rotation: float = 30.0

@@ -454,7 +454,13 @@ class Trainer:
         return self.evaluator
 
     def validate(self) -> dict[str, float] | None:
-        """Run the evaluator (on the EMA weights if configured); None if there is none."""
+        """Run the evaluator (on the EMA weights if configured); None if there is none.
+
+        Every rank runs it: the built-in :func:`evaluate_model` shards the validation images
+        over the ranks (:func:`fusepose.inference.dataset.run_dataset`), so no rank idles, and
+        a custom evaluator must either do the same or compute the same value on each rank.
+        Every rank returns rank 0's metrics (checkpoint selection agrees everywhere); an error
+        on one rank is raised on all."""
         if self._evaluator() is None:
             return None
         model = (
@@ -462,18 +468,22 @@ class Trainer:
             if (self.ema is not None and self.cfg.eval.use_ema)
             else unwrap(self.ddp)
         )
-        metrics = None
-        if self.main:
-            was_training = model.training
-            model.eval()
+        metrics, error = None, None
+        was_training = model.training
+        model.eval()
+        try:
             with torch.no_grad():
                 if self.evaluator is evaluate_model:
                     metrics = evaluate_model(model, self.cfg, self.device, self.description)
                 else:
                     metrics = self.evaluator(model, self.cfg, self.device)
+        except Exception as e:  # noqa: BLE001 - raised on every rank below
+            if not self.distributed:
+                raise
+            error = e
+        finally:
             model.train(was_training)
-        dist_utils.barrier()
-        return metrics
+        return dist_utils.all_gather_checked(metrics, error)[0]
 
     def _after_epoch(self, done: int) -> dict[str, float] | None:
         """Validate after epoch ``done`` (1-based) when the run's length says so, timed into the

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ import numpy as np
 import torch
 
 from fusepose.assets import sample_image
-from fusepose.codecs.pipelines import build_pipeline
+from fusepose.codecs.pipelines import Prepared, build_pipeline
 from fusepose.data.io import read_image
 from fusepose.description import Described, ModelDescription, default_description_for
 from fusepose.errors import CheckpointError, ConfigError
@@ -61,12 +62,26 @@ from fusepose.visualization import writer as _drawing  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ImageIds", "Predictor", "oks_nms"]
+__all__ = ["FrameInput", "ImageIds", "Predictor", "oks_nms"]
 
 Network = Callable[[np.ndarray], list[np.ndarray]]
 # the Predictor's own parameters besides the option fields (suggested for a mistyped keyword)
 _OWN_PARAMETERS = ("model", "weights", "onnx_path", "description", "run", "test", "boxes",
                    "allow_random_weights")  # fmt: skip
+
+
+@dataclass
+class FrameInput:
+    """A frame made ready for the network (:meth:`Predictor.prepare_frame`).
+
+    frame: the decoded image; prepared: the pipeline's network inputs and what decoding needs;
+    image_id: the result's image id; preprocess_s: seconds the preparation took.
+    """
+
+    frame: Frame
+    prepared: Prepared
+    image_id: int | None
+    preprocess_s: float
 
 
 class Predictor(Described):
@@ -330,13 +345,39 @@ class Predictor(Described):
     ) -> PoseResult:
         """Predict one decoded frame (see :meth:`__call__`): people best first, those scored
         below ``score_thr`` (default: the description's) left out; 0 keeps everyone."""
+        return self.predict_prepared(self.prepare_frame(frame, boxes, box_scores, image_id),
+                                     score_thr=score_thr)  # fmt: skip
+
+    def prepare_frame(
+        self,
+        frame: Frame | np.ndarray,
+        boxes: np.ndarray | None = None,
+        box_scores: np.ndarray | None = None,
+        image_id: int | None = None,
+    ) -> FrameInput:
+        """The first half of :meth:`predict_frame`: person boxes (top-down, when not given)
+        and the pipeline's ``prepare`` (warp, normalise, flip copies). Thread-safe unless the
+        boxes come from the detector (:attr:`boxes_need_network`), so a reader thread can run
+        it ahead of the network (``workers`` of the dataset loop and ``fusepose predict``)."""
         if isinstance(frame, np.ndarray):
             frame = Frame(check_image_array(frame), "<array>", 0, None)
-        img = frame.image
         if self.pipeline.needs_boxes and boxes is None:
             boxes, box_scores = self.find_boxes(frame, image_id)
         t0 = time.perf_counter()
-        prepared = self.pipeline.prepare(img, boxes, box_scores)
+        prepared = self.pipeline.prepare(frame.image, boxes, box_scores)
+        return FrameInput(frame, prepared, image_id, time.perf_counter() - t0)
+
+    @property
+    def boxes_need_network(self) -> bool:
+        """A frame without given boxes gets them from the detector network (top-down with a
+        detector and no detection file): :meth:`prepare_frame` then belongs on the thread
+        that runs networks."""
+        return bool(self.pipeline.needs_boxes and self.detections is None
+                    and self.detector is not None)  # fmt: skip
+
+    def predict_prepared(self, inp: FrameInput, score_thr: float | None = None) -> PoseResult:
+        """The second half of :meth:`predict_frame`: network, decode, score threshold."""
+        prepared, img = inp.prepared, inp.frame.image
         t1 = time.perf_counter()
         raw = [self._net(batch) for batch in prepared.batches]
         t2 = time.perf_counter()
@@ -352,12 +393,13 @@ class Predictor(Described):
             people = [p for p in people if p.score >= thr]
         t3 = time.perf_counter()
         self.timings = {
-            "preprocess_ms": (t1 - t0) * 1e3,
+            "preprocess_ms": inp.preprocess_s * 1e3,
             "network_ms": (t2 - t1) * 1e3,
             "decode_ms": (t3 - t2 - hook_s) * 1e3,
-            "total_ms": (t3 - t0 - hook_s) * 1e3,
+            "total_ms": (inp.preprocess_s + t3 - t1 - hook_s) * 1e3,
         }
-        return PoseResult(people, (int(img.shape[0]), int(img.shape[1])), image_id, frame.name)
+        return PoseResult(people, (int(img.shape[0]), int(img.shape[1])), inp.image_id,
+                          inp.frame.name)  # fmt: skip
 
     def find_boxes(self, frame: Frame, image_id: int | None) -> tuple[np.ndarray, np.ndarray]:
         """Person boxes of a frame for a top-down model: the detection file, else the

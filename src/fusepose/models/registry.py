@@ -31,6 +31,9 @@ class ModelInfo:
         top-down ones). 0 = the family default.
     paper: the paper's own figures for this model (e.g. ``params_m``, ``gflops``, ``AP``,
         ``source``); ``{}`` where the paper has none.
+    test_only: a tiny model for the test suite (``test_*``, a few thousand parameters at
+        32-64 px, the real blocks): registered and built like any other, left out of the
+        zoo's listing and table (:func:`zoo_models`).
     """
 
     name: str
@@ -41,6 +44,7 @@ class ModelInfo:
     description: str = ""
     paper: dict[str, Any] = field(default_factory=dict)
     input_multiple: int = 0
+    test_only: bool = False
 
     def __post_init__(self) -> None:
         fam = get_family(self.kind)
@@ -80,8 +84,10 @@ def register_model(
     dataset: str = "coco",
     description: str = "",
     paper: dict[str, Any] | None = None,
+    test_only: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator: register ``factory(num_keypoints=..., **overrides) -> nn.Module`` as ``name``."""
+    """Decorator: register ``factory(num_keypoints=..., **overrides) -> nn.Module`` as ``name``
+    (``test_only``: see :class:`ModelInfo`)."""
 
     def decorator(factory: Callable[..., Any]) -> Callable[..., Any]:
         if name in _FACTORIES:
@@ -95,6 +101,7 @@ def register_model(
             dataset=dataset,
             description=description or (factory.__doc__ or "").strip().split("\n")[0],
             paper=dict(paper or {}),
+            test_only=test_only,
         )
         return factory
 
@@ -104,6 +111,13 @@ def register_model(
 def list_models(pattern: str = "*") -> list[str]:
     """Registered model names matching a shell-style ``pattern``, sorted."""
     return sorted(n for n in _FACTORIES if fnmatch.fnmatch(n, pattern))
+
+
+def zoo_models(pattern: str = "*") -> list[str]:
+    """The zoo's models matching ``pattern`` (``fusepose models``): the test-only models are
+    left out unless ``pattern`` matches nothing else (``fusepose models "test_*"``)."""
+    names = list_models(pattern)
+    return [n for n in names if not _INFOS[n].test_only] or names
 
 
 def get_model_info(name: str) -> ModelInfo:

@@ -168,3 +168,32 @@ def sfm_mpii_noatt(num_keypoints: int = 16, **overrides):
 )  # fmt: skip
 def sfm_mpii_sa(num_keypoints: int = 16, **overrides):
     return _build_sfm(num_keypoints, **{"attention": "spatial", **overrides})
+
+
+# ---------------------------------------------------------------- tiny models for the test suite
+
+# The fast test tier trains, exports and serves these (timm's ``test_*`` entries): the real
+# blocks, heads, deploy wrapper and codecs at a few thousand parameters and 64 px, so a
+# training step or an export takes milliseconds to seconds. They prove that things run and
+# compose, not that they learn; ``fusepose models`` leaves them out (ModelInfo.test_only).
+_TEST_LMFNET = {
+    **_LMF_R1, "stem_width": 8, "stage1_planes": 4, "stage1_blocks": 1, "widths": (4, 8, 12, 16),
+    "modules": (1, 1, 1), "blocks_per_branch": 1, "head_num_blocks": 1, "head_deconv_channels": 4,
+}  # fmt: skip
+_TEST_SFM = {"widths": (8, 8, 16, 16), "depths": (1, 1, 1, 1), "expansion": 2.0, "stem_width": 8}
+
+
+@register_model(
+    "test_lmfnet", kind="bottom_up", input_size=(64, 64), num_keypoints=17, test_only=True,
+    description="test model: L-MFNet R1 blocks (Shuffle-Neck, Ghost, CBAM) at 13 k params, 64 px",
+)  # fmt: skip
+def test_lmfnet(num_keypoints: int = 17, **overrides):
+    return _build_bottom_up(num_keypoints, _TEST_LMFNET, overrides)
+
+
+@register_model(
+    "test_sfm", kind="top_down", input_size=(64, 48), num_keypoints=17, test_only=True,
+    description="test model: SFM + HSA blocks (two pyramids) at 14 k params, 64x48 crops",
+)  # fmt: skip
+def test_sfm(num_keypoints: int = 17, **overrides):
+    return _build_sfm(num_keypoints, **{**_TEST_SFM, **overrides})
