@@ -12,7 +12,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "fusepose"
 # Lowest first. A package may import its own modules and those of lower layers only; packages
 # of the same layer do not import each other.
 LAYERS = [
-    {"errors", "assets", "structures", "cpu", "progress"},
+    {"errors", "assets", "structures", "cpu", "progress", "signals"},
     {"files", "skeletons", "geometry", "limits", "distributed"},  # distributed: ranks, shards, gathers
     {"family"},  # the model families as data (bottom-up / top-down)
     {"annotations", "description"},

@@ -10,16 +10,12 @@ import argparse
 import importlib
 import logging
 import os
-import signal
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
 from fusepose.cli.flags import check_flags
 from fusepose.cli.outputs import check_outputs
 from fusepose.errors import FusePoseError
+from fusepose.signals import Terminated, sigterm_as_interrupt
 
 # verb -> (module, one-line help)
 VERBS: dict[str, tuple[str, str]] = {
@@ -103,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_flags(args)  # every number in its range, before any work
         check_outputs(args)  # every output path exists or can be made, and is no input
-        with terminate_as_interrupt():
+        with sigterm_as_interrupt():
             return int(module.run(args) or 0)
     except Terminated:
         print("terminated (SIGTERM): finished results were kept", file=sys.stderr)
@@ -128,29 +124,6 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"fusepose {verb}: internal error: {type(e).__name__}: {_one_line(e)} "
              "(please report it; --debug shows the traceback)")  # fmt: skip
         return 1
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, handled like Ctrl-C: the current item is finished or dropped and what is done
-    is written (``kill``, a container stop and a job scheduler send it)."""
-
-
-@contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM raises :class:`Terminated` in the main thread (a
-    KeyboardInterrupt, so every ``finally`` and interrupt path that keeps results runs)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise Terminated()
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _one_line(e: BaseException) -> str:
