@@ -79,11 +79,17 @@ CHECKPOINT_CASES = [
     ("num_keypoints 1e9", _desc(num_keypoints=10**9), "num_keypoints"),
     ("num_keypoints -3", _desc(num_keypoints=-3), "num_keypoints"),
     ("kind unknown", _desc(kind="sideways"), "kind"),
-    ("model unknown", lambda ck: (ck.update(model_name="nope_net"),
-                                  ck["description"].update(model="nope_net")), "unknown model"),
+    (
+        "model unknown",
+        lambda ck: (ck.update(model_name="nope_net"), ck["description"].update(model="nope_net")),
+        "unknown model",
+    ),
     ("model name not text", _desc(model=["lmfnet"]), "model"),
-    ("model_name and description disagree", lambda ck: ck.update(model_name="sfm_coco"),
-     "sfm_coco"),
+    (
+        "model_name and description disagree",
+        lambda ck: ck.update(model_name="sfm_coco"),
+        "sfm_coco",
+    ),
     ("family edited to top-down", _top_down("lmfnet"), "bottom-up"),
     ("another architecture described", _top_down("sfm_coco", overrides=TINY_SFM), "do not fit"),
     ("overrides a list", _desc(overrides=[1, 2]), "overrides"),
@@ -116,12 +122,22 @@ CHECKPOINT_CASES = [
     ("skeleton not a mapping", _desc(skeleton="coco"), "skeleton"),
     ("skeleton sigmas count", _sub("skeleton", sigmas=[0.1]), "sigmas"),
     ("skeleton flip pair out of range", _sub("skeleton", flip_pairs=[[0, 99]]), "flip pair"),
-    ("legacy config malformed", lambda ck: (ck.pop("description"), ck.update(
-        format_version=1, config={"model": {"name": "lmfnet", "num_keypoints": "x"}})),
-     "training config"),
-    ("legacy model_config absurd width", lambda ck: (ck.pop("description"), ck.update(
-        format_version=1, model_config={"overrides": {"widths": [100000, 8, 8, 8]}})),
-     "parameters"),
+    (
+        "legacy config malformed",
+        lambda ck: (
+            ck.pop("description"),
+            ck.update(format_version=1, config={"model": {"name": "lmfnet", "num_keypoints": "x"}}),
+        ),
+        "training config",
+    ),
+    (
+        "legacy model_config absurd width",
+        lambda ck: (
+            ck.pop("description"),
+            ck.update(format_version=1, model_config={"overrides": {"widths": [100000, 8, 8, 8]}}),
+        ),
+        "parameters",
+    ),
 ]
 
 
@@ -205,25 +221,56 @@ def _meta_desc(**fields):
 
 
 ONNX_CASES = [
-    ("family edited, known model", _meta_desc(kind="top_down", geometry={
-        "mode": "crop", "size": [64, 48]}, codec={"type": "TopDownHeatmapCodec", "kwargs": {}}),
-     "bottom-up"),
-    ("family edited, unknown model", _meta_desc(model="mystery", kind="top_down", geometry={
-        "mode": "crop", "size": [64, 48]}, codec={"type": "TopDownHeatmapCodec", "kwargs": {}}),
-     "not those of a top-down model"),
-    ("keypoints edited", _meta_desc(num_keypoints=5, skeleton={
-        "name": "five", "keypoints": list("abcde"), "sigmas": [0.1] * 5}), "channels"),
+    (
+        "family edited, known model",
+        _meta_desc(
+            kind="top_down",
+            geometry={"mode": "crop", "size": [64, 48]},
+            codec={"type": "TopDownHeatmapCodec", "kwargs": {}},
+        ),
+        "bottom-up",
+    ),
+    (
+        "family edited, unknown model",
+        _meta_desc(
+            model="mystery",
+            kind="top_down",
+            geometry={"mode": "crop", "size": [64, 48]},
+            codec={"type": "TopDownHeatmapCodec", "kwargs": {}},
+        ),
+        "not those of a top-down model",
+    ),
+    (
+        "keypoints edited",
+        _meta_desc(
+            num_keypoints=5,
+            skeleton={"name": "five", "keypoints": list("abcde"), "sigmas": [0.1] * 5},
+        ),
+        "channels",
+    ),
     ("format 99", _meta("format_version", "99"), "newer"),
     ("format text", _meta("format_version", "abc"), "format_version"),
     ("description text", _meta("description", '"lmfnet"'), "not a mapping"),
-    ("description size 100000", _meta_desc(geometry={"mode": "letterbox",
-                                                     "size": [100000, 100000]}), "4096"),
+    (
+        "description size 100000",
+        _meta_desc(geometry={"mode": "letterbox", "size": [100000, 100000]}),
+        "4096",
+    ),
     ("num_keypoints text", _meta("num_keypoints", "many"), "num_keypoints"),
-    ("codec sigma NaN", _meta_desc(codec={"type": "AssociativeEmbeddingCodec",
-                                          "kwargs": {"sigma": float("nan")}}), "sigma"),
+    (
+        "codec sigma NaN",
+        _meta_desc(codec={"type": "AssociativeEmbeddingCodec", "kwargs": {"sigma": float("nan")}}),
+        "sigma",
+    ),
     ("no fusepose metadata", lambda props: props.clear(), "no fusepose metadata"),
-    ("legacy keys malformed", lambda props: (props.pop("fusepose.description"), props.update(
-        {"fusepose.keypoint_names": 7, "fusepose.skeleton": "custom"})), "metadata"),
+    (
+        "legacy keys malformed",
+        lambda props: (
+            props.pop("fusepose.description"),
+            props.update({"fusepose.keypoint_names": 7, "fusepose.skeleton": "custom"}),
+        ),
+        "metadata",
+    ),
 ]
 
 
@@ -255,8 +302,13 @@ def test_the_untouched_files_still_run(tiny, tmp_path, capsys):
 
 def _training_checkpoint(tiny, dst):
     """The tiny L-MFNet as a training checkpoint (optimiser, epoch...): resumable in form."""
-    return checkpoint_with(tiny, dst, lambda ck: ck.update(
-        optimizer={"state": {}, "param_groups": []}, scheduler={}, epoch=1, step=1))
+    return checkpoint_with(
+        tiny,
+        dst,
+        lambda ck: ck.update(
+            optimizer={"state": {}, "param_groups": []}, scheduler={}, epoch=1, step=1
+        ),
+    )
 
 
 def test_resume_from_another_architecture_names_the_first_misfits(tiny, tmp_path, capsys):

@@ -5,8 +5,9 @@ happily; :data:`FLAG_RANGES` says what each flag (argparse dest) may be, with th
 checker the library uses (:func:`fusepose.limits.check_number`), so each mistake ends in one
 line that names the flag and states its range. A flag holds the same meaning in every verb
 that has it; a value that is not a number (``eval --images DIR``) is not this table's. The
-thresholds (``--score-thr``, ``--kpt-thr``, ``--oks-nms``) are checked where every caller's
-are, by :class:`fusepose.description.TestSettings`.
+thresholds (``--score-thr``, ``--kpt-thr``, ``--oks-nms``) have the ranges
+:class:`fusepose.description.TestSettings` checks for every caller; here they are refused
+under their flag's name, whatever the model family does with them.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ FLAG_RANGES: dict[str, NumberRange] = {
     "smooth_min_cutoff": NumberRange(0, 1e6, lo_open=True),
     "smooth_beta": NumberRange(0, 1e6),
     "box": NumberRange(-1e7, 1e7),
+    "score_thr": NumberRange(0, 1),
+    "kpt_thr": NumberRange(0, 1),
+    "oks_nms": NumberRange(0, 1, lo_open=True),
 }
 
 
