@@ -13,14 +13,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import struct
-import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from hostile_helpers import SHARED, cli, refused, sha256, tiny_files
+from serve_helpers import png_header
 
 
 @pytest.fixture(scope="session")
@@ -102,22 +101,9 @@ def test_every_out_of_range_number_is_one_line_naming_its_flag(tiny, capsys):
     assert not wrong, "\n".join(wrong)
 
 
-def _png(width: int, height: int) -> bytes:
-    """A PNG whose header says ``width`` x ``height`` (a token IDAT: a bomb's header)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-            + chunk(b"IEND", b""))  # fmt: skip
-
-
 def test_a_decompression_bomb_is_refused_from_its_header(tiny, tmp_path, capsys):
     bomb = tmp_path / "bomb.png"
-    bomb.write_bytes(_png(60_000, 60_000))
+    bomb.write_bytes(png_header(60_000, 60_000))
     refused(["predict", tiny["lm"], "--source", bomb], capsys, "bomb.png", "too large")
 
 

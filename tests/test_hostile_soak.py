@@ -11,9 +11,7 @@ after a warm-up round to the end. The numbers are printed (``pytest -s`` shows t
 from __future__ import annotations
 
 import json
-import struct
 import time
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,7 +22,7 @@ import pytest
 pytest.importorskip("fastapi", reason="the serve extra is not installed")
 pytest.importorskip("uvicorn", reason="the serve extra is not installed")
 
-from serve_helpers import LiveServer, multipart, request  # noqa: E402
+from serve_helpers import LiveServer, multipart, png_header, request  # noqa: E402
 
 from fusepose.inference import Predictor  # noqa: E402
 from fusepose.serve import create_app  # noqa: E402
@@ -42,17 +40,6 @@ def rss_mib() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmRSS in /proc/self/status")
-
-
-def _bomb_png() -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
-    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-            + chunk(b"IEND", b""))  # fmt: skip
 
 
 def _images(coco_dir: Path) -> list[bytes]:
@@ -77,7 +64,7 @@ def _malformed(jpg: bytes) -> list[tuple[str, str, bytes | None, dict[str, str]]
     for what, (body, headers) in {
         "not an image": form("image", "x.jpg", b"hello, not a picture" * 10),
         "truncated jpeg": form("image", "t.jpg", jpg[: len(jpg) // 2]),
-        "bomb header": form("image", "b.png", _bomb_png()),
+        "bomb header": form("image", "b.png", png_header(100_000, 100_000)),
         "wrong field": form("picture", "x.jpg", jpg),
         "too big": form("image", "big.jpg", b"\xff\xd8" + b"\0" * (LIMIT + 10)),
     }.items():

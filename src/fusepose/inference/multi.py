@@ -444,5 +444,3 @@ def _count(items: list[Item]) -> int | None:
         else:
             return None
     return total
-
-
