@@ -175,12 +175,12 @@ def test_a_binary_config_is_one_line(tmp_path, capsys, content):
     assert sha256(cfg) == before
 
 
-@pytest.mark.parametrize("data,expect", [(b"", "empty"), (b"\xff\xd8\xff\xe0 truncated", "cfg"),
-                                         (b"GIF89a", "image")], ids=["empty", "truncated", "gif"])  # fmt: skip
+@pytest.mark.parametrize("data,expect", [(b"", "empty"), (b"\xff\xd8\xff\xe0 cut", "x.jpg"),
+                                         (b"GIF89a", "x.jpg")], ids=["empty", "truncated", "gif"])  # fmt: skip
 def test_a_broken_single_image_is_one_line(tiny, tmp_path, capsys, data, expect):
     img = tmp_path / "x.jpg"
     img.write_bytes(data)
-    refused(["predict", tiny["lm"], "--source", img], capsys, "x.jpg")
+    refused(["predict", tiny["lm"], "--source", img], capsys, "x.jpg", expect)
 
 
 def test_inspect_json_is_strict_json(tiny, tmp_path, capsys):

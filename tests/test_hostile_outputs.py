@@ -296,3 +296,52 @@ def test_overwrite_deletes_the_old_checkpoints_first(tiny, tmp_path):
                                  overwrite=False)  # fmt: skip
     check_run_folder(resumed, cfg)  # --resume: kept
     assert (tmp_path / "run2" / "last.pth").is_file()
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o002, 0o077])
+def test_atomic_writes_keep_the_umask(tmp_path, mask):
+    """A new output gets the mode ``open()`` would give it (tempfile's 0600 hid outputs from
+    the user's group)."""
+    import stat
+
+    from fusepose.files import write_text_atomic
+
+    old = os.umask(mask)
+    try:
+        path = write_text_atomic(tmp_path / "a.json", "{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
+
+
+def test_a_replaced_output_keeps_its_mode(tmp_path):
+    import stat
+
+    from fusepose.files import write_text_atomic
+
+    path = tmp_path / "a.txt"
+    path.write_text("old")
+    os.chmod(path, 0o640)
+    write_text_atomic(path, "new")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640 and path.read_text() == "new"
+
+
+def test_an_altered_cache_entry_is_made_again(tmp_path):
+    """A cache entry whose bytes no longer match its checksum (a kill mid-write, an edit) is
+    never used: it is made again."""
+    from fusepose.files import cached_file
+
+    made = []
+
+    def make(tmp: Path) -> None:
+        made.append(tmp)
+        tmp.write_bytes(b"entry")
+
+    path, hit = cached_file(tmp_path / "e.bin", make)
+    assert not hit and path.read_bytes() == b"entry"
+    assert cached_file(path, make) == (path, True) and len(made) == 1
+    path.write_bytes(b"entrx")
+    path, hit = cached_file(path, make)
+    assert not hit and path.read_bytes() == b"entry" and len(made) == 2
+    (tmp_path / "e.bin.sha256").unlink()  # no checksum: not trusted either
+    assert cached_file(path, make)[1] is False and len(made) == 3
