@@ -92,6 +92,25 @@ def lmfnet_lite(num_keypoints: int = 17, **overrides):
     return _build_bottom_up(num_keypoints, {**_LMF_R1, "head_block": "ghost"}, overrides)
 
 
+# Deployment variant (not in the paper; docs/reconstruction.md "lmfnet_deploy"): L-MFNet R1 with
+# the attention once per branch at the end of each HR stage instead of in every Ghost-Block, one
+# Ghost-Block per branch, one Shuffle-Neck and one head block, designed from the CPU profile of
+# docs/performance.md (per-block attention glue and small ops, not MACs, set L-MFNet's time).
+_LMF_DEPLOY = {**_LMF_R1, "ghost_attention": False, "stage_attention": True, "stage1_blocks": 1,
+               "blocks_per_branch": 1, "head_num_blocks": 1}  # fmt: skip
+
+
+@register_model(
+    "lmfnet_deploy", kind="bottom_up", input_size=(512, 512), num_keypoints=17,
+    description="L-MFNet deploy variant: CBAM once per stage branch, 1 Ghost-Block per branch, "
+    "1 Shuffle-Neck, 1 head block (a deviation from the paper, for CPUs)",
+    paper={"source": "not in the paper: fusepose's deployment variant of L-MFNet R1 "
+           "(docs/reconstruction.md)"},
+)  # fmt: skip
+def lmfnet_deploy(num_keypoints: int = 17, **overrides):
+    return _build_bottom_up(num_keypoints, _LMF_DEPLOY, overrides)
+
+
 # ---------------------------------------------------------------- top-down (SFM family)
 
 _SFM_SOURCE = "Ren et al., arXiv 2107.13693 (abstract + poster); architecture.md §4.2"
