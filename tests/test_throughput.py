@@ -75,3 +75,59 @@ def test_dense_rates_per_precision_follow_the_cpu(bf16, monkeypatch):
     assert {"onnx_matmul", "onnx_conv1x1", "torch_matmul", "torch_conv3x3"} <= set(rates["fp32"])
     for probes in rates.values():
         assert all(np.isfinite(v) and v > 0 for v in probes.values())
+
+
+def _perf_run(deploy_total, base_total, weights="checkpoint best.pth", bf16=True):
+    """A minimal ``run_perf`` result: the fields the verdict reads."""
+    rows = [
+        {"label": "lmfnet_deploy [openvino bf16]", "model": "lmfnet_deploy", "precision": "bf16",
+         "gmacs": 3.2, "network_ms": deploy_total - 20, "total_ms": deploy_total,
+         "weights": weights, "guard": {"median_px": 0.0}},
+        {"label": "higherhrnet_w32 [openvino bf16]", "model": "higherhrnet_w32",
+         "precision": "bf16", "gmacs": 46.2, "network_ms": base_total - 20,
+         "total_ms": base_total, "weights": "random", "guard": {"checkpoint": {"passed": True}}},
+    ]  # fmt: skip
+    best = {r["model"]: {"label": r["label"], "total_ms": r["total_ms"]} for r in rows}
+    return {"machine": {"isa_kind": "AVX-512 + BF16 + VNNI", "bf16": bf16}, "rows": rows,
+            "best": best}  # fmt: skip
+
+
+def test_speed_verdicts_range_over_runs_and_trained_guards():
+    from fusepose.benchmark.verdict import speed_target, speed_verdicts, verdict_markdown
+
+    assert speed_target({"bf16": True}) == 1.5 and speed_target({"bf16": False}) == 2.0
+    # 90 / 50 = 1.8x, 86 / 57.3 = 1.50x, 100 / 50 = 2.0x: all >= 1.5x (bf16 CPU)
+    runs = [_perf_run(50.0, 90.0), _perf_run(57.3, 86.0), _perf_run(50.0, 100.0)]
+    v = speed_verdicts(runs, ["lmfnet_deploy"])
+    d = v["models"]["lmfnet_deploy"]
+    assert v["target"] == 1.5 and d["total_ratios"] == [1.8, 1.501, 2.0]
+    assert d["total_range"] == [1.501, 2.0]
+    assert d["network_range"] == [1.769, 2.667]  # 66 / 37.3 and 80 / 30
+    assert d["passed"] and d["trained"]
+    assert "1.50-2.00x" in verdict_markdown(v) and "**met**" in verdict_markdown(v)
+    # one slow run fails it; two runs are too few; a random-weight verdict does not count
+    slow = speed_verdicts([*runs[:2], _perf_run(70.0, 100.0)], ["lmfnet_deploy"])
+    assert not slow["models"]["lmfnet_deploy"]["passed"]
+    assert "1.43x < 1.5x" in slow["models"]["lmfnet_deploy"]["why"]
+    two = speed_verdicts(runs[:2], ["lmfnet_deploy"])["models"]["lmfnet_deploy"]
+    assert "3 needed" in two["why"]
+    rand = speed_verdicts([_perf_run(50.0, 90.0, weights="random")] * 3, ["lmfnet_deploy"])
+    assert not rand["models"]["lmfnet_deploy"]["trained"]
+    # the same ratios miss the AVX2 target of 2x
+    avx2 = speed_verdicts([_perf_run(50.0, 90.0, bf16=False)] * 3, ["lmfnet_deploy"])
+    assert avx2["target"] == 2.0 and not avx2["models"]["lmfnet_deploy"]["passed"]
+    # a model with no accurate path in a run has no ratio there
+    missing = speed_verdicts(runs, ["lmfnet"])["models"]["lmfnet"]
+    assert missing["total_ratios"] == [None] * 3 and not missing["passed"]
+
+
+def test_add_mac_bounds_per_row_precision():
+    from fusepose.benchmark.verdict import add_mac_bounds
+
+    res = _perf_run(50.0, 90.0)
+    add_mac_bounds(res, {"fp32": {"onnx_matmul": 100.0}, "bf16": {"torch_conv3x3": 460.0}})
+    # 46.2 GMACs at 460 GMAC/s: 100.43 ms; the 70 ms row is 0.697x of it
+    hhr = res["rows"][1]["mac_bound"]
+    assert hhr["limit_ms"] == 100.43 and hhr["over_limit"] == 0.697
+    assert res["rows"][0]["mac_bound"]["rate_gmac_s"] == 460.0
+    assert res["dense_rates"]["fp32"] == {"onnx_matmul": 100.0}
