@@ -287,32 +287,3 @@ def test_decode_batch_torch_equals_single(coco_dir):
         p_ref, s_ref = codec.decode(qq, hh)
         np.testing.assert_array_equal(p, p_ref)
         np.testing.assert_array_equal(s, s_ref)
-
-
-def test_window_maxima_gathers_and_dilation_agree_with_brute_force():
-    """The peak test of find_peaks on both of its paths (few candidates: window gathers; many:
-    cv2.dilate) against a brute-force window maximum, with peaks on the border and ties."""
-    from fusepose.codecs.associative_embedding import _window_maxima
-
-    rng = np.random.default_rng(0)
-    hm = rng.random((2, 64, 64)).astype(np.float32) * 0.99
-    hm[0, 0, 0] = hm[0, 63, 40] = 2.0  # corner and edge maxima
-    hm[1, 10, 10] = hm[1, 10, 12] = 3.0  # a tie inside one window: both are maxima
-    hm[1, 30, 30] = 1.5
-    hm[1, 31, 31] = 1.6  # a higher neighbour: 30, 30 is not a maximum
-
-    def brute(cand):
-        out = []
-        for c in cand:
-            k, y, x = np.unravel_index(c, hm.shape)
-            win = hm[k, max(y - 2, 0) : y + 3, max(x - 2, 0) : x + 3]
-            out.append(hm[k, y, x] == win.max())
-        return np.array(out, bool)
-
-    for thr in (1.0, 0.0):  # 6 candidates: gathers; every pixel: dilation
-        cand = np.flatnonzero(hm.reshape(-1) > thr)
-        got = _window_maxima(hm, cand, 5)
-        assert np.array_equal(got, brute(cand)), thr
-    few = np.flatnonzero(hm.reshape(-1) > 1.0)
-    kept = {np.unravel_index(c, hm.shape) for c in few[_window_maxima(hm, few, 5)]}
-    assert kept == {(0, 0, 0), (0, 63, 40), (1, 10, 10), (1, 10, 12), (1, 31, 31)}

@@ -203,39 +203,6 @@ def sample_tags(
     return (top * (1 - fy) + bot * fy).T
 
 
-def _window_maxima(heatmaps: np.ndarray, cand: np.ndarray, kernel: int) -> np.ndarray:
-    """Mask of the flat indices ``cand`` of ``heatmaps (K, H, W)`` whose value equals the
-    maximum of their ``kernel`` x ``kernel`` window (pixels outside the map ignored, as
-    ``cv2.dilate``'s default border, i.e. the official max-pool with -inf padding).
-
-    Few candidates (the usual case): the window is read at the candidates only (24 gathers of
-    len(cand) values instead of dilating whole 512 x 512 maps); many: ``cv2.dilate`` per map.
-    """
-    K, H, W = heatmaps.shape
-    r = kernel // 2
-    if len(cand) * kernel * kernel * 4 > heatmaps.size:  # dense: dilating the maps is cheaper
-        dil = np.empty_like(heatmaps)
-        for k in np.nonzero(np.bincount(cand // (H * W), minlength=K))[0]:
-            cv2.dilate(heatmaps[k], np.ones((kernel, kernel), np.uint8), dst=dil[k])
-        return heatmaps.reshape(-1)[cand] == dil.reshape(-1)[cand]
-    k, rem = np.divmod(cand, H * W)
-    y, x = np.divmod(rem, W)
-    v = heatmaps.reshape(-1)[cand]
-    keep = np.ones(len(cand), bool)
-    for dy in range(-r, r + 1):
-        yy = y + dy
-        inside_y = (yy >= 0) & (yy < H)
-        row = k * (H * W) + np.clip(yy, 0, H - 1) * W
-        for dx in range(-r, r + 1):
-            if dy == 0 and dx == 0:
-                continue
-            xx = x + dx
-            inside = inside_y & (xx >= 0) & (xx < W)
-            nb = heatmaps.reshape(-1)[row + np.clip(xx, 0, W - 1)]
-            keep &= (nb <= v) | ~inside
-    return keep
-
-
 def find_peaks(
     heatmaps: np.ndarray,
     tags: np.ndarray,
@@ -256,9 +223,14 @@ def find_peaks(
         lower ones too but drops them before grouping, so the result is the same).
     """
     K, H, W = heatmaps.shape
+    kernel = np.ones((nms_kernel, nms_kernel), np.uint8)
     flat_hm = heatmaps.reshape(-1)
     cand = np.flatnonzero(flat_hm > detection_threshold)  # few pixels: sparse from here on
-    cand = cand[_window_maxima(heatmaps, cand, nms_kernel)]
+    dil = np.empty_like(heatmaps)
+    ks_with = np.nonzero(np.bincount(cand // (H * W), minlength=K))[0]
+    for k in ks_with:  # cv2.dilate = max-pool with -inf padding
+        cv2.dilate(heatmaps[k], kernel, dst=dil[k])
+    cand = cand[flat_hm[cand] == dil.reshape(-1)[cand]]
     vals = flat_hm[cand]
     ks = cand // (H * W)
     order = np.lexsort((-vals, ks))  # by joint, then descending score (raster order on ties)
