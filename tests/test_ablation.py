@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fusepose.benchmark.ablation import EXPERIMENTS, ablation_markdown
+from fusepose.experiments.ablation import EXPERIMENTS, ablation_markdown
 from fusepose.models.registry import get_model_info
 
 KEYS = ("name", "params_M", "gmacs", "latency_ms", "AP", "paper_params_M", "paper_gflops",
@@ -106,8 +106,8 @@ def test_markdown_puts_the_papers_numbers_beside_the_measured_ones():
 
 
 def test_unknown_experiment_variant_and_budget_are_user_errors(tmp_path):
-    from fusepose.benchmark.ablation import run_ablation
     from fusepose.errors import ConfigError
+    from fusepose.experiments.ablation import run_ablation
 
     with pytest.raises(ConfigError, match="experiment"):
         run_ablation("table9", tmp_path)

@@ -69,10 +69,10 @@ def test_bench_cli_json_keys_and_speedup(tmp_path):
 
 def test_bench_gt_outputs_gives_bottom_up_decode_real_people(tmp_path):
     out = tmp_path / "bench.json"
-    rc = main(["bench", "lmfnet_lite", "--runs", "1", "--warmup", "0", "--input", "256",
+    rc = main(["bench", "test_lmfnet", "--runs", "1", "--warmup", "0", "--input", "256",
                "--gt-outputs", "--json", str(out)])  # fmt: skip
     assert rc == 0
-    m = json.loads(out.read_text())["models"]["lmfnet_lite"]
+    m = json.loads(out.read_text())["models"]["test_lmfnet"]
     assert m["people"] == 4 and m["decode_ms"] > 0
 
 
@@ -104,11 +104,11 @@ def test_bench_onnx_backend_exports_what_it_needs(tmp_path):
     """``--backend onnx`` without ``--onnx``: the model (and the --compare model) are exported
     now, at the first model's input, and both rows run on ONNX Runtime."""
     out = tmp_path / "bench.json"
-    rc = main(["bench", "sfm_coco", "--backend", "onnx", "--compare", "sfm_coco_noatt",
+    rc = main(["bench", "test_sfm", "--backend", "onnx", "--compare", "sfm_coco_noatt",
                "--runs", "1", "--warmup", "0", "--threads", "1", "--input", "128", "96",
                "--workdir", str(tmp_path / "cache"), "--json", str(out)])  # fmt: skip
     assert rc == 0
     models = json.loads(out.read_text())["models"]
-    assert list(models) == ["sfm_coco (onnx)", "sfm_coco_noatt (onnx)"]
+    assert list(models) == ["test_sfm (onnx)", "sfm_coco_noatt (onnx)"]
     assert all(m["backend"] == "onnx" and m["input_size"] == [128, 96] for m in models.values())
     assert len(list((tmp_path / "cache").glob("*.onnx"))) == 2

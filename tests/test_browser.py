@@ -135,7 +135,7 @@ def test_webcam_mode_predicts_frames_and_stops(coco_dir):
     """Chromium's fake camera (a moving test pattern) through the webcam loop: frames are
     posted one at a time and answered; Stop ends the loop. Random weights: the plumbing."""
     _browser()
-    predictor = Predictor("lmfnet_lite", allow_random_weights=True, input_size=64, score_thr=0)
+    predictor = Predictor("test_lmfnet", allow_random_weights=True, input_size=64, score_thr=0)
     with LiveServer(create_app(predictor)) as server:
         page = _chrome(webcam=True)
         try:

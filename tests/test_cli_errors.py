@@ -58,9 +58,10 @@ def _cases(coco_dir: Path, tmp: Path) -> list[tuple[str, list[str], str]]:
                                       "score": 1.0}]))  # fmt: skip
     cfg = "configs/lmfnet_coco4-256_1xb4-150e.yaml"
     rnd = ["--random-weights"]
-    p = ["predict", "sfm_coco", *rnd, "--source", img, "--det-file",
+    # the tiny test models: a mistake found after the model is built costs milliseconds
+    p = ["predict", "test_sfm", *rnd, "--source", img, "--det-file",
          str(coco_dir / "test_coco_det_AP_H_56.json"), "--save-json", out]  # fmt: skip
-    bu = ["predict", "lmfnet_lite", *rnd, "--source", img, "--save-json", out]
+    bu = ["predict", "test_lmfnet", *rnd, "--source", img, "--save-json", out]
     return [
         ("input size 0", [*bu, "--input-size", "0"], "--input-size 0"),
         ("input size negative", [*bu, "--input-size", "-64"], "positive"),
@@ -70,7 +71,7 @@ def _cases(coco_dir: Path, tmp: Path) -> list[tuple[str, list[str], str]]:
         ("three sizes", [*bu, "--input-size", "1", "2", "3"], "one int or H W"),
         ("threads -1", [*bu, "--threads", "-1"], "threads"),
         ("threads not int", [*bu, "--threads", "abc"], "invalid int value"),
-        ("missing source", ["predict", "sfm_coco", *rnd, "--source", str(tmp / "nope.jpg")],
+        ("missing source", ["predict", "test_sfm", *rnd, "--source", str(tmp / "nope.jpg")],
          "no such file"),
         ("unwritable json", [*bu[:-1], "/proc/nope/r.json"], "cannot write"),
         ("json into a file path", [*bu[:-1], str(tmp / "notes.txt" / "r.json")], "cannot write"),
@@ -95,7 +96,7 @@ def _cases(coco_dir: Path, tmp: Path) -> list[tuple[str, list[str], str]]:
          "not a readable ONNX"),
         ("cuda absent", [*bu, "--device", "cuda:3"], "cuda"),
         ("crop geometry on bottom-up", [*bu, "--resize", "crop"], "geometry"),
-        ("detector on bottom-up", [*bu, "--detector", "lmfnet_lite"], "top-down"),
+        ("detector on bottom-up", [*bu, "--detector", "test_lmfnet"], "top-down"),
         ("eval gt missing", ["eval", "--gt", str(tmp / "no.json"), "--results", gt],
          "not found"),
         ("eval NaN keypoints", ["eval", "--gt", str(nan_kp), "--results", gt], "finite"),
@@ -131,7 +132,7 @@ def _cases(coco_dir: Path, tmp: Path) -> list[tuple[str, list[str], str]]:
          "cannot write"),
         ("export an onnx file", ["export", "--weights", str(tmp / "junk.onnx"), "--output",
                                  str(tmp / "m.onnx")], "already an ONNX"),
-        ("visualize zero box", ["visualize", "sfm_coco", *rnd, "--image", img, "--out",
+        ("visualize zero box", ["visualize", "test_sfm", *rnd, "--image", img, "--out",
                                 str(tmp / "vis"), "--box", "0", "0", "0", "10"], "--box"),
         ("bench runs 0", ["bench", "sfm_coco", "--runs", "0"], "--runs"),
         ("inspect text file", ["inspect", str(tmp / "junk.pth")], "not a readable checkpoint"),
@@ -188,7 +189,7 @@ def test_a_folder_with_a_bad_image_is_skipped_with_a_warning(coco_dir, tmp_path,
     (src / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage, no end marker")
     out = tmp_path / "res.json"
     with caplog.at_level("WARNING"):
-        rc = main(["predict", "lmfnet_lite", "--random-weights", "--source", str(src),
+        rc = main(["predict", "test_lmfnet", "--random-weights", "--source", str(src),
                    "--save-json", str(out), "--score-thr", "0", "--no-progress"])  # fmt: skip
     assert rc == 0
     results = json.loads(out.read_text())
@@ -200,4 +201,4 @@ def test_a_folder_with_a_bad_image_is_skipped_with_a_warning(coco_dir, tmp_path,
 
 def test_debug_shows_the_traceback(coco_dir):
     with pytest.raises(Exception, match="no such file"):
-        main(["--debug", "predict", "sfm_coco", "--random-weights", "--source", "/nonexistent"])
+        main(["--debug", "predict", "test_sfm", "--random-weights", "--source", "/nonexistent"])

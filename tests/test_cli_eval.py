@@ -1,4 +1,5 @@
-"""`fusepose eval` through a real subprocess: report files with the exact metric keys."""
+"""`fusepose eval`: report files with the exact metric keys (the verb run in this process; the
+one-line error contract through a real subprocess, as a shell sees it)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import CliRun, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 COCO_KEYS = ["AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"]
@@ -17,7 +19,11 @@ README_STATS = [0.8608896054440609, 0.993145468392993, 0.9108910891089109, 0.775
                 0.9372524752475248, 0.875, 1.0, 0.9166666666666666, 0.78, 0.9428571428571428]  # fmt: skip
 
 
-def _eval(*args: str) -> subprocess.CompletedProcess:
+def _eval(*args: str) -> CliRun:
+    return run_cli("eval", *args)
+
+
+def _eval_process(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "fusepose.cli.main", "eval", *map(str, args)],
         capture_output=True,
@@ -84,7 +90,7 @@ def test_errors_are_one_line_exit_2(shared_data, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(results))
     report = tmp_path / "r.json"
-    p = _eval("--gt", gt, "--results", bad, "--report", report)
+    p = _eval_process("--gt", gt, "--results", bad, "--report", report)
     assert p.returncode == 2
     assert p.stderr.strip().count("\n") == 0
     assert "bad.json" in p.stderr and "missing field(s) ['score']" in p.stderr
@@ -96,9 +102,9 @@ def test_errors_are_one_line_exit_2(shared_data, tmp_path):
     assert p.returncode == 2 and "no 'area' field" in p.stderr and "--no-area" in p.stderr
 
 
-@pytest.mark.slow  # ~10-20 s: a real forward pass of sfm_coco on CPU
 def test_model_mode_gt_boxes(coco_dir, tmp_path):
-    """Run a (randomly initialised) top-down model through `fusepose eval --model` on 1 image.
+    """Run a (randomly initialised) top-down model, the tiny ``test_sfm`` (crops of the 3:4
+    aspect of sfm_coco's 256x192), through `fusepose eval --model` on 1 image.
 
     The weights are random, so AP is meaningless; what must hold: the CLI's saved results score
     the same through the Python API, there is one person per GT box (top-down), and each
@@ -119,15 +125,15 @@ def test_model_mode_gt_boxes(coco_dir, tmp_path):
     boxes = [a["bbox"] for a in sub["annotations"] if a["num_keypoints"] > 0 and not a["iscrowd"]]
     (tmp_path / "sub.json").write_text(json.dumps(sub))
     torch.manual_seed(0)
-    torch.save(create_model("sfm_coco").state_dict(), tmp_path / "w.pth")
+    torch.save(create_model("test_sfm").state_dict(), tmp_path / "w.pth")
     report, saved = tmp_path / "report.json", tmp_path / "res.json"
     p = _eval(
-        "--model", "sfm_coco", "--weights", tmp_path / "w.pth", "--data", tmp_path / "sub.json",
+        "--model", "test_sfm", "--weights", tmp_path / "w.pth", "--data", tmp_path / "sub.json",
         "--images", coco_dir, "--gt-boxes", "--report", report, "--save-results", saved,
     )  # fmt: skip
     assert p.returncode == 0, p.stderr
     data = json.loads(report.read_text())
-    assert list(data)[:10] == COCO_KEYS and data["model"] == "sfm_coco"
+    assert list(data)[:10] == COCO_KEYS and data["model"] == "test_sfm"
     results = json.loads(saved.read_text())
     # One person per GT box: the two people are far apart, so OKS-NMS (0.9) keeps both.
     assert len(results) == data["n_results"] == len(boxes) == 2

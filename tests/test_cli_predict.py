@@ -1,4 +1,5 @@
-"""``fusepose predict`` end to end through a subprocess: folders, videos, bad sources."""
+"""``fusepose predict`` end to end: folders, videos, bad sources (the tiny test models; one
+folder run and one bad source through a real subprocess, the rest in this process)."""
 
 from __future__ import annotations
 
@@ -10,16 +11,21 @@ import sys
 import cv2
 import numpy as np
 import pytest
+from cli_helpers import CliRun, run_cli
 
 # one thread, like the in-process tests (conftest): the suite runs two tests at a time
 _THREADS = ("--threads", "1")
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
+def _cli_process(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "fusepose.cli.main", *map(str, args), *_THREADS],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
+
+
+def _cli(*args: str) -> CliRun:
+    return run_cli(*args, *_THREADS)
 
 
 def test_predict_folder_with_det_file_writes_coco_results(tmp_path, coco_dir):
@@ -38,9 +44,9 @@ def test_predict_folder_with_det_file_writes_coco_results(tmp_path, coco_dir):
             for a in gt["annotations"] if a["image_id"] in ids]  # fmt: skip
     (tmp_path / "dets.json").write_text(json.dumps(dets))
     out_json, vis = tmp_path / "res.json", tmp_path / "vis"
-    proc = _cli("predict", "sfm_coco", "--random-weights", "--source", folder,
-                "--det-file", tmp_path / "dets.json", "--ann", coco_dir / "test_coco.json",
-                "--save-json", out_json, "--save-vis", vis, "--input-size", "128", "96")  # fmt: skip
+    proc = _cli_process("predict", "test_sfm", "--random-weights", "--source", folder,
+                        "--det-file", tmp_path / "dets.json", "--ann", coco_dir / "test_coco.json",
+                        "--save-json", out_json, "--save-vis", vis, "--input-size", "64", "48")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "2/2" in proc.stderr  # progress bar
     results = json.loads(out_json.read_text())
@@ -64,7 +70,7 @@ def test_predict_video_writes_video_with_every_frame(tmp_path, coco_dir):
         writer.write(cv2.resize(np.roll(img, 16 * i, axis=1), (256, 172)))
     writer.release()
     vis = tmp_path / "vis"
-    proc = _cli("predict", "lmfnet_lite", "--random-weights", "--source", src,
+    proc = _cli("predict", "test_lmfnet", "--random-weights", "--source", src,
                 "--input-size", "128", "--save-vis", vis, "--save-json", tmp_path / "r.json")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert f"{frames}/{frames}" in proc.stderr
@@ -88,7 +94,8 @@ def test_bad_source_is_a_one_line_error(tmp_path, kind):
         source.write_bytes(b"\x00" * 64)
     else:
         source, needle = "97", "cannot open webcam"
-    proc = _cli("predict", "sfm_coco", "--random-weights", "--source", source)
+    run = _cli_process if kind == "missing" else _cli
+    proc = run("predict", "test_sfm", "--random-weights", "--source", source)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     err = [ln for ln in proc.stderr.splitlines() if ln.startswith("fusepose predict: error:")]

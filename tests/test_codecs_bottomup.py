@@ -197,10 +197,11 @@ def test_decode_speed_ten_people():
     codec.decode(out_q, out_h)
     times = []
     for _ in range(5):
-        t = time.perf_counter()
+        t = time.process_time()
         codec.decode(out_q, out_h)
-        times.append(time.perf_counter() - t)
-    # a loose bound (shared CI CPU); the benchmark reports the real number
+        times.append(time.process_time() - t)
+    # a loose bound; CPU seconds of this process (one thread), not wall time, which other
+    # processes on a shared CI CPU stretch at will; the benchmark reports the real number
     assert np.median(times) < 0.2
 
 

@@ -49,7 +49,8 @@ def test_dark_round_trip_within_quarter_input_pixel(unbiased):
 def test_single_crop_encode_and_weights():
     codec = TopDownHeatmapCodec()
     kp = np.array([[50.0, 60.0, 2], [10.0, 10.0, 0], [-40.0, 20.0, 1], [100.0, 300.0, 2]])
-    hm, wt = codec.encode(kp)
+    targets = codec.encode(kp)
+    hm, wt = targets["heatmaps"], targets["target_weight"]
     assert hm.shape == (4, 64, 48)
     np.testing.assert_array_equal(wt, [1, 0, 0, 0])  # unlabelled, left of and below the crop
     assert hm[1:].max() == 0

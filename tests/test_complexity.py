@@ -84,7 +84,8 @@ def test_compare_with_paper_reasons():
     agrees, reason = compare_with_paper(info, at512, {(256, 256): at256})
     assert agrees is False
     assert reason.startswith("params 4.66 vs 19.9 M, GMACs 12.54 (flopcounter) vs 2.95")
-    assert "match ours at 256x256 (3.13 G, flopcounter)" in reason and "§3.9" in reason
+    assert "match ours at 256x256 (3.13 G, flopcounter)" in reason
+    assert "(docs/reconstruction.md#l-mfnet-complexity)" in reason
     # a size whose count is not within 10 % of the paper's is no explanation
     far = Complexity((256, 256), 4_657_000, 6_540_000_000, 6_960_000_000, None)
     assert "256x256" not in compare_with_paper(info, at512, {(256, 256): far})[1]

@@ -73,7 +73,10 @@ def test_frozen_and_saved_config_round_trips(tmp_path):
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_shipped_configs_load(path):
     cfg = load_config(path)
-    # file names follow {model}_{dataset}-{input}_{gpus}xb{batch}-{epochs}e
+    # file names follow {model}_{dataset}-{input}_{gpus}xb{batch}-{epochs}e, or -{minutes}min
+    # for a run to a time budget
     stem = path.stem
-    assert stem.endswith(f"xb{cfg.train.batch_size}-{cfg.train.epochs}e"), stem
+    minutes = cfg.train.time_budget_minutes
+    length = f"{minutes:g}min" if minutes > 0 else f"{cfg.train.epochs}e"
+    assert stem.endswith(f"xb{cfg.train.batch_size}-{length}"), stem
     assert f"-{cfg.data.input_size[0]}" in stem, stem

@@ -264,8 +264,11 @@ def test_top_down_train_round_trip_on_real_images(coco_dir, seed):
 
 
 class _TopDownCodec:
+    """A test double with the TopDownHeatmapCodec.encode signature."""
+
     def encode(self, keypoints):
-        return np.zeros((keypoints.shape[0], 64, 48), np.float32), keypoints[:, 2] > 0
+        return {"heatmaps": np.zeros((keypoints.shape[0], 64, 48), np.float32),
+                "target_weight": (keypoints[:, 2] > 0).astype(np.float32)}  # fmt: skip
 
 
 def test_top_down_codec_targets_and_crowdpose(coco_dir, shared_data):

@@ -78,7 +78,7 @@ def test_top_down_encode_takes_any_keypoints(kp):
     codec = TopDownHeatmapCodec((64, 48), (16, 12))
     out = _valid_or_fusepose_error(codec.encode, kp)
     if out is not None:
-        hm, w = out
+        hm, w = out["heatmaps"], out["target_weight"]
         assert np.isfinite(hm).all() and set(np.unique(w)) <= {0.0, 1.0}
 
 

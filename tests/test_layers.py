@@ -12,8 +12,9 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "fusepose"
 # Lowest first. A package may import its own modules and those of lower layers only; packages
 # of the same layer do not import each other.
 LAYERS = [
-    {"errors", "assets", "structures", "cpu"},
-    {"files", "skeletons", "geometry"},
+    {"errors", "assets", "structures", "cpu", "progress"},
+    {"files", "skeletons", "geometry", "distributed"},  # distributed: ranks, shards, gathers
+    {"family"},  # the model families as data (bottom-up / top-down)
     {"annotations", "description"},
     {"evaluation", "models"},  # evaluation never imports models
     {"codecs", "losses", "registry"},
@@ -23,6 +24,7 @@ LAYERS = [
     {"inference"},  # inference never imports engine
     {"engine"},
     {"benchmark", "serve"},  # serve: the web app around a Predictor
+    {"experiments"},  # the demo, the ablations, the perf table: engine + benchmark + inference
     {"cli", "__init__"},
 ]
 LAYER = {pkg: i for i, layer in enumerate(LAYERS) for pkg in layer}

@@ -1,4 +1,4 @@
-"""Blocks, backbone and head of the HRNet family (architecture.md §2, §3, §7)."""
+"""Blocks, backbone and head of the HRNet family (docs/reconstruction.md)."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def test_channel_split_returns_views():
 
 
 def test_shuffle_neck_param_count_hand_computed():
-    # §3.3 with C_in=64 -> 128: pre 1x1 g=64: 128 weights + BN 256; branch A 1x1 4096 + BN 128;
+    # C_in=64 -> 128: pre 1x1 g=64: 128 weights + BN 256; branch A 1x1 4096 + BN 128;
     # CBAM(64): MLP 64*4+4 + 4*64+64, spatial 2*7*7; branch B: 4096+128, DW 64*9+128, 4096+128.
     expected = (128 + 256) + (4096 + 128) + (260 + 320 + 98) + (4224 + 704 + 4224)
     assert nparams(ShuffleNeck(64, 128)) == expected
@@ -104,7 +104,7 @@ def test_ghost_block_attention_positions():
     torch.manual_seed(0)
     short = GhostBlock(32, 32, attention_position="shortcut").eval()
     resid = GhostBlock(32, 32, attention_position="residual").eval()
-    assert nparams(short) == nparams(resid)  # §3.4: identical parameter count
+    assert nparams(short) == nparams(resid)  # #ghost-block: identical parameter count
     resid.load_state_dict(short.state_dict())
     x = torch.randn(2, 32, 8, 8)
     with torch.no_grad():
@@ -254,7 +254,7 @@ def test_official_init():
 
 # ------------------------------------------------------------------ parameter counts
 
-# architecture.md §3.10 (measured on an independent rebuild; the official count is 28,645,331)
+# docs/reconstruction.md#measured-counts (an independent rebuild; official: 28,645,331)
 _DOC_PARAMS_M = {
     "higherhrnet_w32": 28.645,
     "higherhrnet_w32_shuffle": 28.307,
@@ -295,11 +295,11 @@ def test_ablation_direction_table3():
 
 def test_ghost_k3_count_matches_doc():
     n = nparams(HigherHRNet(17, *bottom_up_config(block="ghost", ghost_kernel_size=3)))
-    assert round(n / 1e6, 3) == 16.268  # §3.10 "+ Ghost-Block only, k = 3 primary"
+    assert round(n / 1e6, 3) == 16.268  # #measured-counts "+ Ghost-Block only, k = 3"
 
 
 def test_attention_free_lmfnet_count_matches_doc():
-    # §3.10: "R1 without any attention has 4.46 M"
+    # #measured-counts: "R1 without any attention has 4.46 M"
     n = nparams(create_model("lmfnet", ghost_attention=False, stage1_attention=False))
     assert math.isclose(n / 1e6, 4.46, abs_tol=0.005)
 
@@ -317,9 +317,9 @@ def test_input_size_must_be_multiple_of_32():
         model(torch.randn(1, 3, 64, 80))
 
 
-# architecture.md §3.10, GMACs at 256x256 in the HRNet-repository convention, which multiplies the
-# transposed conv (66 -> 32, 4x4) by its *output* grid (128x128) instead of its input grid
-# (64x64): over-count = 66 * 32 * 16 * (128 * 128 - 64 * 64) MACs.
+# docs/reconstruction.md#measured-counts: GMACs at 256x256 in the HRNet-repository convention,
+# which multiplies the transposed conv (66 -> 32, 4x4) by its *output* grid (128x128) instead
+# of its input grid (64x64): over-count = 66 * 32 * 16 * (128 * 128 - 64 * 64) MACs.
 _DOC_GMACS_256_REPO = {
     "higherhrnet_w32": 11.97,
     "higherhrnet_w32_shuffle": 10.80,

@@ -58,7 +58,8 @@ def test_wheel_runs_demo_and_predict_outside_the_checkout(wheel_site, tmp_path):
         capture_output=True, text=True,
     )  # fmt: skip
     assert proc.stdout.startswith(str(wheel_site)), proc.stdout  # the wheel, not the checkout
-    demo = _run(wheel_site, tmp_path, "demo", "--images", "20", "--epochs", "1", "--out", "X")
+    demo = _run(wheel_site, tmp_path, "demo", "--images", "20", "--epochs", "1", "--set",
+                "train.max_steps_per_epoch=1", "--out", "X")  # fmt: skip
     assert demo.returncode == 0, demo.stderr[-3000:]
     summary = json.loads((tmp_path / "X" / "summary.json").read_text())
     assert summary["epochs"] == 1 and "AP" in summary
@@ -68,5 +69,5 @@ def test_wheel_runs_demo_and_predict_outside_the_checkout(wheel_site, tmp_path):
                 "--save-json", "p.json")  # fmt: skip
     assert pred.returncode == 0, pred.stderr[-3000:]
     assert isinstance(json.loads((tmp_path / "p.json").read_text()), list)
-    bench = _run(wheel_site, tmp_path, "bench", "sfm_coco", "--runs", "1", "--warmup", "0")
+    bench = _run(wheel_site, tmp_path, "bench", "test_sfm", "--runs", "1", "--warmup", "0")
     assert bench.returncode == 0, bench.stderr[-3000:]  # the bundled sample photo by default

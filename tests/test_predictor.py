@@ -208,12 +208,12 @@ def test_top_down_with_bottom_up_detector(coco_dir, coco_gt):
 
 
 def test_detector_by_name_must_be_bottom_up():
-    pred = Predictor("sfm_coco", allow_random_weights=True, detector="lmfnet_lite")
+    pred = Predictor("test_sfm", allow_random_weights=True, detector="test_lmfnet")
     assert pred.detector is not None and pred.detector.kind == "bottom_up"
     with pytest.raises(ConfigError, match="bottom-up"):
-        Predictor("sfm_coco", allow_random_weights=True, detector="sfm_coco_noatt")
+        Predictor("test_sfm", allow_random_weights=True, detector="test_sfm")
     with pytest.raises(CheckpointError, match="no weights"):
-        Predictor("sfm_coco", allow_random_weights=False, detector="lmfnet_lite")
+        Predictor("test_sfm", allow_random_weights=False, detector="test_lmfnet")
 
 
 def test_det_file_boxes_by_image_id(coco_dir, coco_gt):
@@ -356,7 +356,7 @@ def test_oracle_ap_separates_what_the_network_and_the_decoder_contribute(coco_di
     network); ideal heatmaps with random tags group some people right, so lie in between."""
     from fusepose.inference.gt_outputs import oracle_ap
 
-    pred = Predictor("lmfnet_lite", allow_random_weights=True, input_size=256, num_threads=1)
+    pred = Predictor("test_lmfnet", allow_random_weights=True, input_size=256, num_threads=1)
     ann = coco_dir / "test_coco.json"
     ap = {part: oracle_ap(pred, ann, coco_dir, part)["AP"] for part in
           ("none", "heatmaps", "both")}  # fmt: skip

@@ -24,6 +24,7 @@ pytest.importorskip(
 )
 pytest.importorskip("uvicorn", reason="the serve extra is not installed")
 
+from cli_helpers import run_cli  # noqa: E402
 from serve_helpers import LiveServer, multipart, post_image, request  # noqa: E402
 
 from fusepose.data.io import read_image  # noqa: E402
@@ -36,8 +37,9 @@ LIMIT = 2 * 1024 * 1024  # the test app's upload limit
 
 @pytest.fixture(scope="module")
 def predictor() -> Predictor:
-    """Random weights, every person kept: answers are plentiful and deterministic."""
-    return Predictor("lmfnet_lite", allow_random_weights=True, input_size=128, score_thr=0)
+    """The tiny test model with random weights, every person kept: answers are plentiful and
+    deterministic."""
+    return Predictor("test_lmfnet", allow_random_weights=True, input_size=64, score_thr=0)
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +80,8 @@ def test_health_and_page(live, predictor):
     status, headers, raw = request(live.port, "GET", "/api/health")
     info = json.loads(raw)
     assert status == 200
-    assert info["model"] == "lmfnet_lite" and info["backend"] == "torch"
-    assert info["geometry"] == {"mode": predictor.geometry.mode, "size": [128, 128],
+    assert info["model"] == "test_lmfnet" and info["backend"] == "torch"
+    assert info["geometry"] == {"mode": predictor.geometry.mode, "size": [64, 64],
                                 "text": predictor.geometry.describe()}  # fmt: skip
     assert info["skeleton"]["limbs"] == [list(x) for x in predictor.skeleton.limbs]
     status, headers, raw = request(live.port, "GET", "/")
@@ -93,7 +95,6 @@ def test_health_and_page(live, predictor):
     assert 'id="file"' in page and 'id="overlay"' in page and 'id="json"' in page
 
 
-@pytest.mark.slow
 def test_fifty_concurrent_predictions_match_the_predictor(live, predictor, coco_dir):
     paths = [coco_dir / n for n in IMAGES]
     refs = {p: reference(predictor, p) for p in paths}
@@ -252,25 +253,29 @@ def test_is_loopback():
     assert not any(map(is_loopback, ["0.0.0.0", "192.168.1.4", "example.com", "::"]))
 
 
-@pytest.mark.slow
 def test_serve_verb_errors_are_one_line(tmp_path):
+    """The first mistake through a real process (what a shell sees), the others in this one."""
+
     def cli(*args):
         return subprocess.run([sys.executable, "-m", "fusepose.cli.main", "serve", *args],
                               capture_output=True, text=True, timeout=300)  # fmt: skip
 
-    for args, needle in ((["sfm_coco", "--random-weights"], "--detector"),
-                         (["lmfnet_lite", "--random-weights", "--port", "70000"], "--port"),
-                         (["lmfnet_lite"], "--weights")):  # fmt: skip
-        proc = cli(*args)
+    for i, (args, needle) in enumerate((
+        (["test_sfm", "--random-weights"], "--detector"),
+        (["test_lmfnet", "--random-weights", "--port", "70000"], "--port"),
+        (["test_lmfnet"], "--weights"),
+    )):  # fmt: skip
+        proc = cli(*args) if i == 0 else run_cli("serve", *args)
         assert proc.returncode == 2, proc.stderr
         assert "Traceback" not in proc.stderr and needle in proc.stderr.splitlines()[-1]
 
 
-@pytest.mark.slow
-def test_fusepose_serve_cli_answers_like_the_predictor(overfit_lmfnet, coco_dir):
+def test_fusepose_serve_cli_answers_like_the_predictor(tiny_lmfnet, coco_dir):
     """``fusepose serve CKPT --port 0`` in a subprocess (the model file loaded once): 50
-    concurrent requests over the 4 COCO samples get the people ``Predictor(CKPT)`` finds."""
-    ckpt = overfit_lmfnet["ckpt"]
+    concurrent requests over the 4 COCO samples get the people ``Predictor(CKPT)`` finds
+    (the fast tier's trained tiny checkpoint: serving composes with training, whatever the
+    model learned)."""
+    ckpt = tiny_lmfnet
     proc = subprocess.Popen([sys.executable, "-m", "fusepose.cli.main", "serve", ckpt,
                              "--port", "0", "--threads", "1"],
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)  # fmt: skip
@@ -295,7 +300,7 @@ def test_fusepose_serve_cli_answers_like_the_predictor(overfit_lmfnet, coco_dir)
         assert status == 200 and json.loads(raw)["model"] == predictor.model_name
         paths = [coco_dir / n for n in IMAGES]
         refs = {path: reference(predictor, path) for path in paths}
-        assert sum(len(r) for r in refs.values()) >= 8  # a trained model: people found
+        assert sum(len(r) for r in refs.values()) >= 8  # people to compare
         for path, status, answer in concurrent_predictions(p, paths):
             assert status == 200, answer
             same_people(answer, refs[path])

@@ -30,10 +30,15 @@ _LAZY = {
     "describe": "fusepose.modelfile",
     "load_model": "fusepose.modelfile",
     "Predictor": "fusepose.inference.predictor",
+    "RunOptions": "fusepose.inference.options",
+    "TestOptions": "fusepose.inference.options",
+    "BoxOptions": "fusepose.inference.options",
+    "ResultWriter": "fusepose.visualization.writer",
     "PoseTracker": "fusepose.inference.tracking",
 }
 
 __all__ = [
+    "BoxOptions",
     "FusePoseError",
     "InputGeometry",
     "ModelDescription",
@@ -42,7 +47,10 @@ __all__ = [
     "PoseResult",
     "PoseTracker",
     "Predictor",
+    "ResultWriter",
+    "RunOptions",
     "Skeleton",
+    "TestOptions",
     "create_model",
     "describe",
     "get_model_info",

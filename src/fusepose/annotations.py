@@ -120,6 +120,41 @@ def load_coco_keypoints(
     else:
         path = Path(ann_file)
         data = read_json(path)
+    _check_top_level(path, data)
+    categories, keep_cat_ids, names, limbs_raw = _keypoint_categories(path, data, num_keypoints)
+    images, image_ids = _images(path, data["images"])
+    K = num_keypoints if num_keypoints is not None else (len(names) if names else None)
+    annotations, K = _annotations(path, data["annotations"], images, keep_cat_ids, K)
+    if K is None:
+        K = len(names) if names else 0
+    if names is not None and len(names) != K:
+        raise DataError(
+            f"{path}: category lists {len(names)} keypoint names but annotations have {K} "
+            "keypoints each; keypoint count mismatch"
+        )
+    index = CocoIndex(
+        path=path,
+        data=data,
+        images=images,
+        image_ids=image_ids,
+        annotations=annotations,
+        num_keypoints=K,
+        keypoint_names=names,
+        limbs=_limbs(path, limbs_raw, K),
+        categories=categories,
+    )
+    logger.debug(
+        "%s: %d images, %d annotations (%d with keypoints), K=%d",
+        path,
+        index.num_images,
+        index.num_annotations,
+        index.num_people_with_keypoints,
+        K,
+    )
+    return index
+
+
+def _check_top_level(path: Path, data: Any) -> None:
     if not isinstance(data, dict):
         raise DataError(
             f"{path}: expected a JSON object with 'images' and 'annotations', "
@@ -131,7 +166,12 @@ def load_coco_keypoints(
         if not isinstance(data[key], list):
             raise DataError(f"{path}: '{key}' must be a list, got {type(data[key]).__name__}")
 
-    # categories: keypoint names and limbs
+
+def _keypoint_categories(
+    path: Path, data: dict[str, Any], num_keypoints: int | None
+) -> tuple[list, set | None, tuple[str, ...] | None, list]:
+    """``(categories, ids of the keypoint categories or None for all, keypoint names or None,
+    the raw 1-based skeleton links)``."""
     categories = data.get("categories") or []
     if not isinstance(categories, list):
         raise DataError(f"{path}: 'categories' must be a list")
@@ -153,10 +193,14 @@ def load_coco_keypoints(
             f"{path}: category lists {len(names)} keypoint names but {num_keypoints} "
             "keypoints were expected"
         )
+    return categories, keep_cat_ids, names, limbs_raw
 
+
+def _images(path: Path, entries: list) -> tuple[dict[int, dict[str, Any]], list[int]]:
+    """Image id -> entry, and the ids in file order."""
     images: dict[int, dict[str, Any]] = {}
     image_ids: list[int] = []
-    for i, im in enumerate(data["images"]):
+    for i, im in enumerate(entries):
         if not isinstance(im, dict):
             raise DataError(f"{path}: images[{i}] is not an object")
         for key in ("id", "file_name"):
@@ -170,11 +214,20 @@ def load_coco_keypoints(
                 raise DataError(f"{path}: images[{i}] (id {iid}) has invalid {key} {im[key]!r}")
         images[iid] = im
         image_ids.append(iid)
+    return images, image_ids
 
-    K = num_keypoints if num_keypoints is not None else (len(names) if names else None)
-    annotations: dict[int, list[PersonAnnotation]] = {iid: [] for iid in image_ids}
+
+def _annotations(
+    path: Path,
+    entries: list,
+    images: dict[int, dict[str, Any]],
+    keep_cat_ids: set | None,
+    K: int | None,
+) -> tuple[dict[int, list[PersonAnnotation]], int | None]:
+    """Each image's validated people, and K (from the first annotation when not known)."""
+    annotations: dict[int, list[PersonAnnotation]] = {iid: [] for iid in images}
     ann_ids: set[Any] = set()
-    for i, ann in enumerate(data["annotations"]):
+    for i, ann in enumerate(entries):
         where = f"annotations[{i}]"
         if not isinstance(ann, dict):
             raise DataError(f"{path}: {where} is not an object")
@@ -192,57 +245,66 @@ def load_coco_keypoints(
         for key in ("image_id", "keypoints", "bbox"):
             if key not in ann:
                 raise DataError(f"{path}: {where} is missing required key '{key}'")
-        kps = ann["keypoints"]
-        if not isinstance(kps, list) or not all(_is_number(v) for v in kps):
-            raise DataError(f"{path}: {where}: 'keypoints' must be a list of finite numbers")
-        if K is None:
-            if len(kps) == 0 or len(kps) % 3:
-                raise DataError(
-                    f"{path}: {where}: keypoints has {len(kps)} values, not a positive "
-                    "multiple of 3 ([x, y, v] per keypoint)"
-                )
-            K = len(kps) // 3
-        if len(kps) != 3 * K:
-            raise DataError(
-                f"{path}: {where}: keypoints has {len(kps)} values, expected {3 * K} "
-                f"(3 x {K} keypoints); keypoint count mismatch"
-            )
-        box = ann["bbox"]
-        if not isinstance(box, list) or len(box) != 4 or not all(_is_number(v) for v in box):
-            raise DataError(
-                f"{path}: {where}: 'bbox' must be 4 finite numbers [x, y, w, h], got {box!r}"
-            )
-        if box[2] < 0 or box[3] < 0:
-            raise DataError(f"{path}: {where}: negative box size w={box[2]}, h={box[3]}")
-        if box[2] == 0 or box[3] == 0:
-            raise DataError(f"{path}: {where}: degenerate box size w={box[2]}, h={box[3]}")
-        iid = ann["image_id"]
-        if iid not in images:
-            raise DataError(f"{path}: {where} refers to image id {iid!r}, which is not in 'images'")
-        kp = np.asarray(kps, dtype=np.float64).reshape(K, 3)
-        if np.any(kp[:, 2] < 0):
-            raise DataError(f"{path}: {where}: negative keypoint visibility")
-        area = ann.get("area")
-        if area is not None and not (_is_number(area) and area >= 0):
-            raise DataError(f"{path}: {where}: 'area' must be a finite number >= 0, got {area!r}")
-        annotations[iid].append(
-            PersonAnnotation(
-                id=ann.get("id"),
-                image_id=iid,
-                keypoints=kp,
-                bbox=np.asarray(box, dtype=np.float64),
-                iscrowd=bool(ann.get("iscrowd", 0)),
-                area=float(area) if _is_number(area) else None,
-                segmentation=ann.get("segmentation"),
-            )
-        )
+        K = _keypoint_count(path, where, ann["keypoints"], K)
+        person = _person(path, where, ann, K, images)
+        annotations[person.image_id].append(person)
+    return annotations, K
+
+
+def _keypoint_count(path: Path, where: str, kps: Any, K: int | None) -> int:
+    """K after checking one annotation's keypoint list (K from it when not known yet)."""
+    if not isinstance(kps, list) or not all(_is_number(v) for v in kps):
+        raise DataError(f"{path}: {where}: 'keypoints' must be a list of finite numbers")
     if K is None:
-        K = len(names) if names else 0
-    if names is not None and len(names) != K:
+        if len(kps) == 0 or len(kps) % 3:
+            raise DataError(
+                f"{path}: {where}: keypoints has {len(kps)} values, not a positive "
+                "multiple of 3 ([x, y, v] per keypoint)"
+            )
+        K = len(kps) // 3
+    if len(kps) != 3 * K:
         raise DataError(
-            f"{path}: category lists {len(names)} keypoint names but annotations have {K} "
-            "keypoints each; keypoint count mismatch"
+            f"{path}: {where}: keypoints has {len(kps)} values, expected {3 * K} "
+            f"(3 x {K} keypoints); keypoint count mismatch"
         )
+    return K
+
+
+def _person(
+    path: Path, where: str, ann: dict[str, Any], K: int, images: dict[int, dict[str, Any]]
+) -> PersonAnnotation:
+    """One annotation's box, image id, visibilities and area checked."""
+    box = ann["bbox"]
+    if not isinstance(box, list) or len(box) != 4 or not all(_is_number(v) for v in box):
+        raise DataError(
+            f"{path}: {where}: 'bbox' must be 4 finite numbers [x, y, w, h], got {box!r}"
+        )
+    if box[2] < 0 or box[3] < 0:
+        raise DataError(f"{path}: {where}: negative box size w={box[2]}, h={box[3]}")
+    if box[2] == 0 or box[3] == 0:
+        raise DataError(f"{path}: {where}: degenerate box size w={box[2]}, h={box[3]}")
+    iid = ann["image_id"]
+    if iid not in images:
+        raise DataError(f"{path}: {where} refers to image id {iid!r}, which is not in 'images'")
+    kp = np.asarray(ann["keypoints"], dtype=np.float64).reshape(K, 3)
+    if np.any(kp[:, 2] < 0):
+        raise DataError(f"{path}: {where}: negative keypoint visibility")
+    area = ann.get("area")
+    if area is not None and not (_is_number(area) and area >= 0):
+        raise DataError(f"{path}: {where}: 'area' must be a finite number >= 0, got {area!r}")
+    return PersonAnnotation(
+        id=ann.get("id"),
+        image_id=iid,
+        keypoints=kp,
+        bbox=np.asarray(box, dtype=np.float64),
+        iscrowd=bool(ann.get("iscrowd", 0)),
+        area=float(area) if _is_number(area) else None,
+        segmentation=ann.get("segmentation"),
+    )
+
+
+def _limbs(path: Path, limbs_raw: list, K: int) -> tuple[tuple[int, int], ...]:
+    """0-based limbs of the category skeleton; out-of-range links dropped with a warning."""
     limbs, dropped = [], []
     for link in limbs_raw:
         # COCO skeletons are 1-based. Out-of-range links (e.g. CrowdPose files that carry the
@@ -265,26 +327,7 @@ def load_coco_keypoints(
             K,
             dropped[0],
         )
-    index = CocoIndex(
-        path=path,
-        data=data,
-        images=images,
-        image_ids=image_ids,
-        annotations=annotations,
-        num_keypoints=K,
-        keypoint_names=names,
-        limbs=tuple(limbs),
-        categories=categories,
-    )
-    logger.debug(
-        "%s: %d images, %d annotations (%d with keypoints), K=%d",
-        path,
-        index.num_images,
-        index.num_annotations,
-        index.num_people_with_keypoints,
-        K,
-    )
-    return index
+    return tuple(limbs)
 
 
 def load_detections(

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fusepose.errors import CheckpointError, ConfigError
+from fusepose.family import Family, get_family
 from fusepose.geometry import InputGeometry
 from fusepose.skeletons import SKELETONS, Skeleton, get_skeleton
 
@@ -37,9 +38,6 @@ __all__ = [
 ]
 
 DESCRIPTION_VERSION = 1
-KINDS = ("bottom_up", "top_down")
-# top-down evaluation (HRNet): OKS-NMS over each image's people at this threshold
-TOP_DOWN_NMS_THR = 0.9
 
 
 @dataclass(frozen=True)
@@ -100,7 +98,9 @@ class ModelDescription:
 
     model: registered name (``fusepose models``); overrides: its architecture overrides
         (``create_model(model, num_keypoints=..., **overrides)``).
-    kind: ``bottom_up`` or ``top_down``.
+    kind: ``bottom_up`` or ``top_down`` (the serialized family; a
+        :class:`~fusepose.family.Family` given here is stored by its name); :attr:`family`
+        is the Family value code asks.
     skeleton: keypoint names, flip pairs, limbs and OKS sigmas.
     geometry: the input warp and size (:class:`~fusepose.geometry.InputGeometry`).
     codec: ``{"type": class in fusepose.codecs, "kwargs": {...}}``: decoding parameters
@@ -123,14 +123,13 @@ class ModelDescription:
     version: int = DESCRIPTION_VERSION
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ConfigError(f"model kind {self.kind!r}: use one of {KINDS}")
+        object.__setattr__(self, "kind", get_family(self.kind).name)
         if self.skeleton.num_keypoints != int(self.num_keypoints):
             raise ConfigError(
                 f"skeleton {self.skeleton.name!r} has {self.skeleton.num_keypoints} keypoints, "
                 f"model {self.model!r} {self.num_keypoints}"
             )
-        if (self.kind == "top_down") != (self.geometry.mode == "crop"):
+        if self.geometry.mode not in self.family.geometry_modes:
             raise ConfigError(
                 f"{self.kind} model {self.model!r} cannot use the {self.geometry.mode!r} geometry"
             )
@@ -139,6 +138,10 @@ class ModelDescription:
         object.__setattr__(self, "overrides", _tuples(dict(self.overrides or {})))
 
     # -------------------------------------------------------------- derived
+    @property
+    def family(self) -> Family:
+        return get_family(self.kind)
+
     @property
     def flip_index(self) -> list[int]:
         return list(self.skeleton.flip_index)
@@ -240,8 +243,8 @@ class ModelDescription:
 
 
 class Described:
-    """``model_name``, ``kind`` and ``num_keypoints`` of anything that holds a
-    ``description`` (the Predictor, an exported network)."""
+    """``model_name``, ``kind`` (and its ``family``) and ``num_keypoints`` of anything that
+    holds a ``description`` (the Predictor, an exported network)."""
 
     description: ModelDescription
 
@@ -254,15 +257,18 @@ class Described:
         return self.description.kind
 
     @property
+    def family(self) -> Family:
+        return self.description.family
+
+    @property
     def num_keypoints(self) -> int:
         return self.description.num_keypoints
 
 
-def default_codec_spec(kind: str, **kwargs: Any) -> dict[str, Any]:
+def default_codec_spec(kind: str | Family, **kwargs: Any) -> dict[str, Any]:
     """``{"type", "kwargs"}`` of the target codec of a family; ``kwargs`` are its parameters
     besides the ones a description supplies (keypoints, flip pairs, input size)."""
-    name = "AssociativeEmbeddingCodec" if kind == "bottom_up" else "TopDownHeatmapCodec"
-    return {"type": name, "kwargs": dict(kwargs)}
+    return get_family(kind).default_codec_spec(**kwargs)
 
 
 def skeleton_for(dataset: str, k: int, skeleton: Any = None) -> Skeleton:
@@ -298,15 +304,12 @@ def default_description_for(
     paper input with HRNet's OKS-NMS; no flip."""
     k = int(num_keypoints or info.num_keypoints)
     skel = skeleton_for(info.dataset, k, skeleton)
-    geo = geometry or InputGeometry.for_kind(info.kind, info.input_size)
-    if info.kind == "bottom_up":
-        codec, test = default_codec_spec("bottom_up", sigma=2.0, max_people=30), TestSettings()
-    else:
-        codec = default_codec_spec("top_down", sigma=2.0)
-        test = TestSettings(nms_thr=TOP_DOWN_NMS_THR)
+    fam = get_family(info.kind)
     return ModelDescription(
-        model=info.name, kind=info.kind, num_keypoints=k, skeleton=skel, geometry=geo,
-        codec=codec, test=test, overrides=dict(overrides or {}),
+        model=info.name, kind=fam.name, num_keypoints=k, skeleton=skel,
+        geometry=geometry or fam.geometry(info.input_size),
+        codec=fam.default_codec_spec(**fam.codec_defaults),
+        test=TestSettings(nms_thr=fam.nms_thr), overrides=dict(overrides or {}),
     )  # fmt: skip
 
 

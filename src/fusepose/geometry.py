@@ -249,7 +249,7 @@ def bottom_up_warp(
     multiple: int = SHORT_SIDE_MULTIPLE,
     min_scale: float = 1.0,
 ) -> tuple[np.ndarray, tuple[int, int]]:
-    """HigherHRNet test-time resize (architecture.md §2.6 step 1).
+    """HigherHRNet test-time resize (docs/reconstruction.md#higherhrnet-inference, step 1).
 
     image_hw: ``(H, W)`` of the original image. Short side -> ``input_size * scale``, long side
     scaled by the same factor and rounded up to a multiple of ``multiple``, an affine warp about
@@ -302,22 +302,11 @@ class InputGeometry:
         return cls(str(data["mode"]), tuple(data["size"]))
 
     @classmethod
-    def for_kind(cls, kind: str, size: Sequence[int], resize: str | None = None) -> InputGeometry:
-        """The geometry of a model family at ``size``: top-down -> ``crop``; bottom-up ->
-        ``letterbox`` when ``resize == "letterbox"``, else ``short_side`` (HigherHRNet:
-        ``size[0]`` is the short side; training's square random ``crop`` validates this way)."""
+    def of_mode(cls, mode: str, size: Sequence[int] | int) -> InputGeometry:
+        """``mode`` at ``size`` (H, W) or one int (square); ``short_side`` takes ``size[0]``
+        as the short side. The family's choice of mode: ``fusepose.family.Family.geometry``."""
         hw = _hw(size)
-        if kind == "top_down":
-            return cls("crop", hw)
-        if resize == "letterbox":
-            return cls("letterbox", hw)
-        return cls.short_side(hw[0])
-
-    @classmethod
-    def fixed_for(cls, kind: str, size: Sequence[int]) -> InputGeometry:
-        """The fixed-shape geometry of a family at ``(H, W)``: ``letterbox`` (bottom-up) or
-        ``crop`` (top-down), as a fixed-size export runs."""
-        return cls("crop" if kind == "top_down" else "letterbox", _hw(size))
+        return cls.short_side(hw[0]) if mode == "short_side" else cls(mode, hw)
 
     def with_size(self, size: Sequence[int] | int) -> InputGeometry:
         """The same mode at another size; one int = short side / square."""

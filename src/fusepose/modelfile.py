@@ -27,12 +27,7 @@ from typing import Any
 
 import torch
 
-from fusepose.description import (
-    ModelDescription,
-    default_codec_spec,
-    default_description_for,
-    skeleton_for,
-)
+from fusepose.description import ModelDescription, default_description_for, skeleton_for
 from fusepose.errors import CheckpointError, ConfigError, FusePoseError
 from fusepose.export.metadata import read_description
 from fusepose.geometry import InputGeometry
@@ -206,17 +201,16 @@ def description_from_config(
     k = int(model.get("num_keypoints") or info.num_keypoints)
     if data.get("resize", "crop") not in ("crop", "letterbox"):
         raise ConfigError(f"data.resize: {data['resize']!r} is not 'crop' or 'letterbox'")
-    size = data.get("input_size") or info.input_size
-    geo = InputGeometry.for_kind(info.kind, size, data.get("resize"))
+    fam = info.family
+    geo = fam.geometry(data.get("input_size") or info.input_size, data.get("resize"))
     skel = skeleton_for(str(data.get("dataset") or info.dataset), k, data.get("skeleton"))
     desc = default_description(
         name, num_keypoints=k, overrides=model.get("overrides"), skeleton=skel, geometry=geo
     )
-    codec_kwargs = {"sigma": float(data.get("sigma", 2.0))}
-    if info.kind == "bottom_up":
-        codec_kwargs["max_people"] = int(data.get("max_people", 30))
+    # the family's codec parameters, as the config's data section sets them (data.sigma, ...)
+    codec_kwargs = {key: type(v)(data.get(key, v)) for key, v in fam.codec_defaults.items()}
     return desc.replace(
-        codec=default_codec_spec(info.kind, **codec_kwargs),
+        codec=fam.default_codec_spec(**codec_kwargs),
         test_flip=bool(ev.get("flip_test", False)),
         val=dict(val) if val else None,
     )

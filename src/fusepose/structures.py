@@ -1,14 +1,38 @@
 """Result objects returned by the Predictor and consumed by visualisation and evaluation.
 
 Coordinates are original-image pixels in the COCO annotation frame (0-based, x right, y down).
+
+A result draws and saves itself (:meth:`PoseResult.plot`, :meth:`PoseResult.save`) through
+the drawing functions that :mod:`fusepose.visualization` registers here when it is imported
+(:func:`register_drawing`), so this module imports nothing above it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+# {"draw": draw(image, result, skeleton, **options) -> image, "save": save(path, image) -> Path}
+_DRAWING: dict[str, Callable[..., Any]] = {}
+
+
+def register_drawing(draw: Callable[..., np.ndarray], save: Callable[..., Path]) -> None:
+    """Set the functions :meth:`PoseResult.plot` and :meth:`PoseResult.save` call
+    (:mod:`fusepose.visualization.writer` registers OpenCV's on import)."""
+    _DRAWING.update(draw=draw, save=save)
+
+
+def _drawing(name: str) -> Callable[..., Any]:
+    if name not in _DRAWING:
+        raise RuntimeError(
+            f"PoseResult.{'plot' if name == 'draw' else 'save'}: no drawing functions "
+            "registered; import fusepose.visualization first"
+        )
+    return _DRAWING[name]
 
 
 @dataclass
@@ -89,6 +113,17 @@ class PoseResult:
                 item["track_id"] = inst.track_id
             out.append(item)
         return out
+
+    def plot(self, image: np.ndarray, skeleton: Any, **options: Any) -> np.ndarray:
+        """A copy of ``image`` ((H, W, 3) uint8 BGR, the frame these people were found in)
+        with them drawn for ``skeleton`` (a :class:`~fusepose.skeletons.Skeleton`);
+        ``options``: :func:`~fusepose.visualization.skeleton.draw_poses`' (``kpt_thr``,
+        ``by_track``, ``draw_boxes``...)."""
+        return _drawing("draw")(image, self, skeleton, **options)
+
+    def save(self, path: str | Path, image: np.ndarray, skeleton: Any, **options: Any) -> Path:
+        """Draw (:meth:`plot`) and write the drawing to ``path`` (format from the suffix)."""
+        return _drawing("save")(path, self.plot(image, skeleton, **options))
 
     def to_dict(self) -> dict[str, Any]:
         return {

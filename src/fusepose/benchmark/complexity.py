@@ -1,8 +1,8 @@
 """Parameter and multiply-accumulate (MAC) counts, in the conventions the papers use.
 
 "GFLOPs" in the HRNet / HigherHRNet / Lite-HRNet literature means GMACs (one multiply-add is
-one FLOP). Three counts are reported (architecture.md §8), all at batch 1, eval mode, one
-forward pass, no flip:
+one FLOP). Three counts are reported (docs/reconstruction.md#counting), all at batch 1,
+eval mode, one forward pass, no flip:
 
 - ``macs`` (primary): ``torch.utils.flop_counter.FlopCounterMode`` FLOPs / 2. It counts
   convolutions (transposed convs on their input grid, i.e. their true cost) and matrix
@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from fusepose.errors import ConfigError
+from fusepose.family import BOTTOM_UP, TOP_DOWN
 
 logger = logging.getLogger(__name__)
 
@@ -217,6 +218,12 @@ def _closest_gmacs(c: Complexity, paper_g: float) -> tuple[str, float]:
     return min(options.items(), key=lambda kv: abs(_rel(kv[1], paper_g)))
 
 
+# Per family: the reconstruction notes that explain a gap to the paper's figures (None: the
+# paper's own note, if any), and the input sizes measured besides the paper's.
+_PAPER_NOTES = {BOTTOM_UP: "docs/reconstruction.md#l-mfnet-complexity", TOP_DOWN: None}
+_EXTRA_SIZES = {BOTTOM_UP: ((256, 256),), TOP_DOWN: ()}
+
+
 def compare_with_paper(
     info, c: Complexity, other_sizes: dict[tuple[int, int], Complexity] | None = None
 ) -> tuple[bool | None, str]:
@@ -244,22 +251,21 @@ def compare_with_paper(
                     )
     if not reasons:
         return True, ""
-    if info.kind == "bottom_up":
+    why = _PAPER_NOTES[info.family]
+    if why:
         if hint:
-            return False, f"{', '.join(reasons)}: {hint} (architecture.md §3.9 points 5-6)"
+            return False, f"{', '.join(reasons)}: {hint} ({why})"
         explain = "the paper's figures are not reachable by this reconstruction"
-        return False, f"{', '.join(reasons)}: {explain} (architecture.md §3.9)"
+        return False, f"{', '.join(reasons)}: {explain} ({why})"
     explain = hint or str(paper.get("note") or "differs from this reconstruction")
     return False, f"{', '.join(reasons)}: {explain}"
 
 
 def extra_sizes(info) -> list[tuple[int, int]]:
     """Input sizes measured besides the paper's: 256x256 for 512-input bottom-up models
-    (L-MFNet's FLOPs look counted at 256, architecture.md §3.9 point 6 and L10). The table
+    (L-MFNet's FLOPs look counted at 256, docs/reconstruction.md#l-mfnet-complexity). The table
     shows them for L-MFNet models and wherever they explain a disagreement with the paper."""
-    if info.kind == "bottom_up" and tuple(info.input_size) != (256, 256):
-        return [(256, 256)]
-    return []
+    return [s for s in _EXTRA_SIZES[info.family] if s != tuple(info.input_size)]
 
 
 def zoo_table(pattern: str = "*", *, fvcore: bool = False, progress=None) -> list[dict]:
@@ -268,9 +274,9 @@ def zoo_table(pattern: str = "*", *, fvcore: bool = False, progress=None) -> lis
 
     ``progress``: optional callable wrapping the name list (e.g. ``tqdm``).
     """
-    from fusepose.models.registry import get_model_info, list_models
+    from fusepose.models.registry import get_model_info, zoo_models
 
-    names = list_models(pattern)
+    names = zoo_models(pattern)
     rows: list[dict] = []
     for name in progress(names) if progress else names:
         info = get_model_info(name)

@@ -22,12 +22,12 @@ import numpy as np
 import torch
 
 from fusepose.codecs.pipelines import build_codec
-from fusepose.data.bottom_up import CocoBottomUpDataset
+from fusepose.data.coco import COCO_DATASETS
 from fusepose.data.collate import collate
 from fusepose.data.synth import SynthConfig, generate_synthetic, render_image
-from fusepose.data.top_down import CocoTopDownDataset
-from fusepose.description import default_codec_spec
 from fusepose.errors import DataError
+from fusepose.family import BOTTOM_UP, FAMILIES, TOP_DOWN, Family, get_family
+from fusepose.geometry import InputGeometry
 from fusepose.skeletons import COCO17
 
 logger = logging.getLogger(__name__)
@@ -35,23 +35,30 @@ logger = logging.getLogger(__name__)
 __all__ = ["loader_throughput", "decode_time", "bench_data"]
 
 
+# the geometry each family's loader is timed at: bottom-up HigherHRNet crops of the given
+# side, top-down the paper's 256x192 person crops
+_GEOMETRY = {
+    BOTTOM_UP: InputGeometry.short_side,
+    TOP_DOWN: lambda _side: TOP_DOWN.fixed_geometry((256, 192)),
+}
+
+
 def _dataset(kind: str, data_dir: Path, input_size: int, seed: int):
     ann = data_dir / "train.json"
     if not ann.is_file():
         raise DataError(f"{ann}: not found (make one with `fusepose synth {data_dir}`)")
     rng = np.random.default_rng(seed)
-    if kind not in ("bottom_up", "top_down"):
+    if kind not in FAMILIES:
         raise ValueError(f"unknown dataset kind {kind!r}")
-    hw = (input_size, input_size) if kind == "bottom_up" else (256, 192)
-    codec = _codec(kind, hw)
-    if kind == "bottom_up":
-        return CocoBottomUpDataset(ann, data_dir / "images", codec, input_size=input_size, rng=rng)
-    return CocoTopDownDataset(ann, data_dir / "images", codec, input_size=hw, rng=rng)
+    fam = get_family(kind)
+    geometry = _GEOMETRY[fam](input_size)
+    codec = _codec(fam, geometry.size)
+    return COCO_DATASETS[fam](ann, data_dir / "images", codec, geometry=geometry, rng=rng)
 
 
-def _codec(kind: str, hw: tuple[int, int]):
+def _codec(kind: str | Family, hw: tuple[int, int]):
     """The target codec a COCO-17 model of ``kind`` trains with at ``hw``."""
-    return build_codec(default_codec_spec(kind, sigma=2.0), num_keypoints=17,
+    return build_codec(get_family(kind).default_codec_spec(sigma=2.0), num_keypoints=17,
                        flip_index=COCO17.flip_index, input_size=hw)  # fmt: skip
 
 
@@ -103,7 +110,7 @@ def decode_time(
     cfg = SynthConfig(size=size, min_people=num_people, max_people=num_people, max_torso=0.2)
     _, anns = render_image(np.random.default_rng([seed, 10_000]), cfg)
     kp = np.stack([a["keypoints"] for a in anns])
-    codec = _codec("bottom_up", (size, size))
+    codec = _codec(BOTTOM_UP, (size, size))
     out_q, out_h = codec.ideal_outputs(kp)
     flip_args = ()
     if flip:
@@ -136,7 +143,7 @@ def bench_data(
     batch_size: int = 8,
     input_size: int = 512,
     seed: int = 0,
-    kinds: Sequence[str] = ("bottom_up", "top_down"),
+    kinds: Sequence[str] = tuple(FAMILIES),
     decode_repeats: int = 20,
 ) -> dict[str, Any]:
     """Loader samples/s per kind and worker count, and decode ms (see the module docstring).

@@ -42,6 +42,7 @@ from fusepose.engine.config import config_from_dict
 from fusepose.engine.trainer import Trainer
 from fusepose.errors import FusePoseError
 from fusepose.export.package import compare_onnx, export_model
+from fusepose.family import BOTTOM_UP, TOP_DOWN
 from fusepose.files import write_text_atomic
 from fusepose.inference.predictor import Predictor
 from fusepose.modelfile import default_description
@@ -49,26 +50,30 @@ from fusepose.models import InferenceWrapper, get_model_info, list_models
 
 log = logging.getLogger(__name__)
 
-# reduced architectures for --tiny (every block type kept)
-_TINY = {
-    "bottom_up": {"modules": [1, 1, 1], "blocks_per_branch": 1, "head_num_blocks": 1},
-    "top_down": {},
-}
+# per family: the reduced architecture of --tiny (every block type kept), the default input
+# side (None: the model's own size), batch and training resize, and whether the DDP check
+# prefers it
+_PLAN = {
+    BOTTOM_UP: {"tiny": {"modules": [1, 1, 1], "blocks_per_branch": 1, "head_num_blocks": 1},
+                "size": 256, "batch": 8, "resize": "letterbox", "ddp": True},
+    TOP_DOWN: {"tiny": {}, "size": None, "batch": 32, "resize": "crop", "ddp": False},
+}  # fmt: skip
 _REL_TOL = 1e-3  # CUDA fp32 vs CPU, relative to the largest output
 
 
 def _config(name: str, data: dict[str, Path], run_dir: Path, args: argparse.Namespace,
             **train: Any) -> Any:  # fmt: skip
     info = get_model_info(name)
-    size = args.size or (256 if info.kind == "bottom_up" else None)
+    plan = _PLAN[info.family]
+    size = args.size or plan["size"]
     hw = [size, size] if size else list(info.input_size)
-    overrides = dict(_TINY[info.kind]) if args.tiny else {}
+    overrides = dict(plan["tiny"]) if args.tiny else {}
     return config_from_dict({
         "model": {"name": name, "num_keypoints": 17, "overrides": overrides, "init": "scratch"},
         "data": {"train_ann": str(data["train"]), "train_images": str(data["images"]),
                  "input_size": hw, "skeleton": "coco", "num_workers": args.workers,
-                 "resize": "letterbox" if info.kind == "bottom_up" else "crop"},
-        "train": {"epochs": 1, "batch_size": args.batch or (8 if info.kind == "bottom_up" else 32),
+                 "resize": plan["resize"]},
+        "train": {"epochs": 1, "batch_size": args.batch or plan["batch"],
                   "amp": True, "channels_last": True, "max_steps_per_epoch": args.steps,
                   "log_interval": max(args.steps // 4, 1), **train},
         "optim": {"name": "adam", "lr": 1e-3},
@@ -124,7 +129,7 @@ def check_model(name: str, data: dict[str, Path], work: Path, args: argparse.Nam
     out["onnx_max_rel"] = float(onnx["max_rel"])
     ok = ok and out["onnx_max_rel"] < _REL_TOL
     image = read_image(sample_image())
-    boxes = np.array([[150.0, 20.0, 300.0, 400.0]]) if desc.kind == "top_down" else None
+    boxes = np.array([[150.0, 20.0, 300.0, 400.0]]) if desc.family.needs_boxes else None
     found = {}
     for where, net in (("device", model), ("cpu", cpu_model)):
         predictor = Predictor(net, device=str(device) if where == "device" else "cpu",
@@ -185,7 +190,7 @@ def run_checks(args: argparse.Namespace) -> dict[str, Any]:
                 report["models"][name] = check_model(name, data, work, args)
             except (FusePoseError, RuntimeError) as e:  # a failed check, reported, not raised
                 report["models"][name] = {"ok": False, "error": str(e).splitlines()[0]}
-        ddp_model = next((n for n in names if get_model_info(n).kind == "bottom_up"), names[0])
+        ddp_model = next((n for n in names if _PLAN[get_model_info(n).family]["ddp"]), names[0])
         try:
             report["ddp"] = check_ddp(ddp_model, data, work, args)
         except (FusePoseError, RuntimeError) as e:

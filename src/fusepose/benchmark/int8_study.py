@@ -72,7 +72,7 @@ def int8_checkpoint_ap(
     settings); a letterboxed checkpoint is exported at its fixed shape, a short-side one with
     dynamic H, W. Calibration uses the same images, warped the same way."""
     model, desc = load_model(checkpoint)
-    if desc.kind != "bottom_up":
+    if desc.family.needs_boxes:
         raise ConfigError(f"{checkpoint}: --int8-checkpoint supports bottom-up models only")
     ann_file = Path(ann_file)
     index = load_coco_keypoints(ann_file)

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from fusepose.data.synth import synthetic_image
+from fusepose.progress import track
 
 logger = logging.getLogger(__name__)
 
@@ -98,17 +99,19 @@ def benchmark(
     boxes: np.ndarray | None = None,
     runs: int = 20,
     warmup: int = 3,
+    progress: bool = False,
 ) -> list[LatencyResult]:
     """Time ``predictor.predict_frame(image)`` for each ``(label, predictor)``, interleaved.
 
     image: (H, W, 3) uint8 BGR. boxes: (N, 4) ``[x, y, w, h]`` person boxes for top-down
     predictors (bottom-up pipelines ignore them). A compiled predictor (``compiled`` True) compiles on
-    its first call, so at least one warmup run is made whenever one is present.
+    its first call, so at least one warmup run is made whenever one is present. ``progress``:
+    show the rounds (:class:`fusepose.progress.Progress`, between rounds, outside the timings).
     """
     if any(getattr(pred, "compiled", False) for _label, pred in predictors):
         warmup = max(warmup, 1)
     results = [LatencyResult(label) for label, _ in predictors]
-    for i in range(warmup + runs):
+    for i in track(range(warmup + runs), desc="timing", unit="rounds", enabled=progress):
         for res, (_label, pred) in zip(results, predictors, strict=True):
             out = pred.predict_frame(image, boxes=boxes)
             if i >= warmup:

@@ -1,14 +1,14 @@
 """``fusepose ablate {table3,sfm-attention} [--budget smoke|cpu|paper] [--out DIR]``: train every
 variant of a paper's ablation with one recipe, score and time them, and write the table beside
-the paper's (:func:`fusepose.benchmark.ablation.run_ablation`)."""
+the paper's (:func:`fusepose.experiments.ablation.run_ablation`)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from fusepose.benchmark.ablation import BUDGETS, EXPERIMENTS, run_ablation
 from fusepose.errors import ConfigError
+from fusepose.experiments.ablation import BUDGETS, EXPERIMENTS, run_ablation
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     variants = [v.strip() for v in args.variants.split(",")] if args.variants else None
     result = run_ablation(args.experiment, out, budget=args.budget, data=data,
                           overrides=args.overrides, variants=variants, threads=args.threads,
-                          latency_runs=args.latency_runs, say=print)  # fmt: skip
+                          latency_runs=args.latency_runs,
+                          say=lambda msg: print(msg, flush=True))  # fmt: skip
     md = Path(out) / "ablation.md"
     print(md.read_text())
     print(

@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     if args.compare:
         second = Predictor(args.compare, allow_random_weights=True, num_threads=args.threads,
                            flip=args.flip, input_size=first.geometry.size,
-                           resize=first.geometry.mode if first.kind == "bottom_up" else None)  # fmt: skip
+                           resize=None if first.family.needs_boxes else first.geometry.mode)  # fmt: skip
         if want_onnx:
             onnx2 = args.compare_onnx or _onnx_of(second, args.compare, workdir)
             second = Predictor(onnx2, **file_options)
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         if gt is None:
             raise ConfigError(f"--gt-outputs: no COCO ground truth found beside {path}")
         for _label, p in preds:
-            if p.kind == "bottom_up":
+            if p.family.tags:
                 p.output_hook = bottom_up_gt_hook(p, gt[0])
     results = benchmark(preds, image, boxes=boxes, runs=args.runs, warmup=args.warmup)
     summary: dict = {

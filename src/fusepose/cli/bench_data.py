@@ -6,6 +6,7 @@ import argparse
 import json
 
 from fusepose.benchmark.dataloader import bench_data
+from fusepose.family import FAMILIES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,9 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--input-size", type=int, default=512, help="bottom-up input side")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--kinds", nargs="+", default=["bottom_up", "top_down"], choices=["bottom_up", "top_down"]
-    )
+    parser.add_argument("--kinds", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
     parser.add_argument("--json", default=None, help="also write the results to this file")
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from fusepose.errors import ConfigError
 from fusepose.geometry import GEOMETRY_MODES
 from fusepose.inference.backends import BACKENDS, INT8_SCOPE_CHOICES, PRECISIONS
+from fusepose.inference.options import BoxOptions, RunOptions, TestOptions
 from fusepose.inference.predictor import Predictor
 
 __all__ = ["add_inference_arguments", "add_model_arguments", "build_predictor", "model_source"]
@@ -49,8 +50,12 @@ def add_inference_arguments(parser: argparse.ArgumentParser, *, boxes: bool = Tr
         help="fp32 (default), bf16 (torch / openvino, CPUs with AVX512_BF16 or AMX) or int8 "
         "(onnx / openvino: static INT8, quantized on first use and cached)",
     )  # fmt: skip
-    parser.add_argument("--int8-scope", choices=INT8_SCOPE_CHOICES, default="auto",
-                        help="int8: the model's measured default scope, or the whole graph")
+    parser.add_argument(
+        "--int8-scope",
+        choices=INT8_SCOPE_CHOICES,
+        default="auto",
+        help="int8: the model's measured default scope, or the whole graph",
+    )
     parser.add_argument("--calibration", nargs="+", metavar="IMAGE", default=None,
                         help="images for INT8 calibration and the auto accuracy guard "
                         "(default: the bundled sample photo)")  # fmt: skip
@@ -71,10 +76,18 @@ def add_inference_arguments(parser: argparse.ArgumentParser, *, boxes: bool = Tr
         help="torch backend: torch.compile the network (first frame of each size compiles, "
         "minutes on CPU; pays off for video, webcam and fixed input sizes)",
     )  # fmt: skip
-    parser.add_argument("--score-thr", type=float, default=None,
-                        help="people scored below are not drawn or saved (default: stored, 0.1)")
-    parser.add_argument("--kpt-thr", type=float, default=None,
-                        help="joints scored below are not drawn (default: stored, 0.3)")
+    parser.add_argument(
+        "--score-thr",
+        type=float,
+        default=None,
+        help="people scored below are not drawn or saved (default: stored, 0.1)",
+    )
+    parser.add_argument(
+        "--kpt-thr",
+        type=float,
+        default=None,
+        help="joints scored below are not drawn (default: stored, 0.3)",
+    )
     if boxes:
         parser.add_argument("--det-file", help="COCO detection JSON with person boxes (top-down)")
         parser.add_argument("--detector", help="bottom-up model, checkpoint or .onnx giving "
@@ -107,33 +120,38 @@ def model_source(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def build_predictor(args: argparse.Namespace, **kwargs: Any) -> Predictor:
-    """The Predictor of a verb's arguments (``kwargs`` override them)."""
+    """The Predictor of a verb's arguments; ``kwargs`` (option fields by name, e.g.
+    ``backend="torch"``, ``flip=False``) override them."""
     model, weights = model_source(args)
     size = getattr(args, "input_size", None)
     if size is not None and len(size) not in (1, 2):
         raise ConfigError(f"--input-size {' '.join(map(str, size))}: give one int or H W")
     if size is not None and min(size) <= 0:
         raise ConfigError(f"--input-size {' '.join(map(str, size))}: sizes must be positive")
-    options: dict[str, Any] = dict(
-        weights=weights,
+    run = RunOptions(
         device=args.device,
         backend=getattr(args, "backend", None),
+        precision=getattr(args, "precision", None),
+        int8_scope=getattr(args, "int8_scope", None) or "auto",
+        num_threads=getattr(args, "threads", None),
+        compile=bool(getattr(args, "compile", False)),
+        calibration=getattr(args, "calibration", None),
+    )
+    test = TestOptions(
         flip=getattr(args, "flip", None),
         scales=tuple(args.scales) if getattr(args, "scales", None) else None,
         input_size=(size[0] if len(size) == 1 else tuple(size)) if size else None,
         resize=getattr(args, "resize", None),
-        num_threads=getattr(args, "threads", None),
-        allow_random_weights=bool(getattr(args, "random_weights", False)),
-        detector=getattr(args, "detector", None),
-        detector_weights=getattr(args, "detector_weights", None),
-        det_file=getattr(args, "det_file", None),
         nms_thr=getattr(args, "oks_nms", None),
         score_thr=getattr(args, "score_thr", None),
         kpt_thr=getattr(args, "kpt_thr", None),
-        compile=bool(getattr(args, "compile", False)),
-        precision=getattr(args, "precision", None),
-        int8_scope=getattr(args, "int8_scope", None) or "auto",
-        calibration=getattr(args, "calibration", None),
     )
-    options.update(kwargs)
-    return Predictor(model, **options)  # --backend auto logs its choice (AutoChoice.describe)
+    boxes = BoxOptions(
+        detector=getattr(args, "detector", None),
+        detector_weights=getattr(args, "detector_weights", None),
+        det_file=getattr(args, "det_file", None),
+    )
+    random_weights = bool(getattr(args, "random_weights", False))
+    # --backend auto logs its choice (AutoChoice.describe)
+    return Predictor(model, weights, run=run, test=test, boxes=boxes,
+                     allow_random_weights=random_weights, **kwargs)  # fmt: skip

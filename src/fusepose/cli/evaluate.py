@@ -10,12 +10,19 @@ or ``--onnx FILE``) runs the model on every image of ``ANN.json`` through
 the model file's own geometry and test settings: a checkpoint's recorded ``val_AP`` is
 reproduced with no other flag. Top-down models get HRNet's rescoring and OKS-NMS (in the
 pipeline). ``fusepose.evaluation`` itself never imports models; only this verb's model mode does.
+
+Under ``torchrun --nproc-per-node N -m fusepose.cli.main eval ...`` every rank predicts its
+share of the images (rank r: images r, r + N, ...), rank 0 gathers them in the one-process
+order, scores them once and writes ``--report`` / ``--save-results``; the report's
+``world_size`` and ``images_per_rank`` say how the images were split, ``predict_s`` how long
+the prediction took. ``--workers N`` threads read and prepare images ahead of the network.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +94,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--calibration", nargs="+", metavar="IMAGE", default=None,
                    help="INT8 calibration / auto guard images")  # fmt: skip
     g.add_argument("--save-results", type=Path, help="also write the model's COCO results")
+    g.add_argument("--workers", type=int, default=0, metavar="N",
+                   help="threads that read and prepare images ahead of the network (default 0)")  # fmt: skip
 
 
 def _metric(args: argparse.Namespace) -> str:
@@ -166,13 +175,10 @@ def _run_pckh(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-def _run_model(args: argparse.Namespace) -> list[dict]:
-    """Run the model on every image of --data; COCO results in original-image pixels."""
-    from tqdm import tqdm
-
-    from fusepose.cli.common import build_predictor
-    from fusepose.evaluation.results import load_gt, write_results
-    from fusepose.inference.dataset import predict_dataset, scoring_sigmas
+def _check_model_args(args: argparse.Namespace) -> None:
+    """Model mode's flags and files, checked on every rank before any work."""
+    from fusepose.evaluation.results import load_gt
+    from fusepose.inference.network import resolve_device
 
     if not args.data or not args.images:
         raise ConfigError("model mode needs --data ANN.json and --images DIR")
@@ -180,22 +186,46 @@ def _run_model(args: argparse.Namespace) -> list[dict]:
         raise ConfigError(f"--data {args.data}: model mode takes a COCO-format .json")
     if args.det_file and args.gt_boxes:
         raise ConfigError("--det-file and --gt-boxes: pick one source of person boxes")
+    if args.workers < 0:
+        raise ConfigError(f"--workers {args.workers}: give 0 (no reader threads) or more")
     load_gt(args.data)
     if not Path(args.images).is_dir():
         raise ConfigError(f"--images {args.images}: not a folder")
+    resolve_device(args.device)
+
+
+def _run_model(args: argparse.Namespace) -> list[dict]:
+    """Run the model on every image of --data (sharded over the ranks under torchrun); COCO
+    results in original-image pixels, in the one-process order, on every rank."""
+    from fusepose.cli.common import build_predictor
+    from fusepose.distributed import agree, env_rank
+    from fusepose.inference.dataset import run_dataset, scoring_sigmas
+    from fusepose.progress import Progress
+
     args.random_weights = False
-    predictor = build_predictor(argparse.Namespace(**{**vars(args), "backend": args.runtime}))
-    if predictor.kind == "top_down" and not (args.det_file or args.gt_boxes):
-        raise ConfigError(
-            f"{predictor.model_name} is top-down: give --det-file DET or --gt-boxes"
-        )
-    with tqdm(unit="img", disable=None, desc="eval") as bar:
+    predictor, error = None, None
+    try:
+        predictor = build_predictor(argparse.Namespace(**{**vars(args), "backend": args.runtime}))
+        if predictor.family.needs_boxes and not (args.det_file or args.gt_boxes):
+            raise ConfigError(
+                f"{predictor.model_name} is top-down: give --det-file DET or --gt-boxes"
+            )
+    except Exception as e:  # noqa: BLE001 - every rank raises it (agree)
+        error = e
+    agree(error)
+    assert predictor is not None
+    start = time.perf_counter()
+    with Progress(unit="img", desc="eval", enabled=env_rank() == 0) as bar:
+
         def progress(done: int, total: int) -> None:
-            bar.total = total
+            bar.set_total(total)
             bar.update(done - bar.n)
 
-        results = predict_dataset(predictor, args.data, args.images,
-                                  boxes="gt" if args.gt_boxes else "auto", progress=progress)
+        run = run_dataset(predictor, args.data, args.images, boxes="gt" if args.gt_boxes else "auto",
+                          progress=progress, workers=args.workers)  # fmt: skip
+    seconds = time.perf_counter() - start  # every rank's share predicted and gathered
+    logger.info("%d images in %.1f s (%.2f images/s)", sum(run.images_per_rank), seconds,
+                sum(run.images_per_rank) / max(seconds, 1e-9))  # fmt: skip
     desc = predictor.description
     args.sigmas = scoring_sigmas(desc.skeleton)
     args.model_report = {
@@ -205,47 +235,76 @@ def _run_model(args: argparse.Namespace) -> list[dict]:
         "flip": desc.test.flip,
         "input_size": list(desc.geometry.size),
         "resize": desc.geometry.mode,
-        "boxes": ("gt" if args.gt_boxes else "det") if desc.kind == "top_down" else None,
+        "boxes": ("gt" if args.gt_boxes else "det") if desc.family.needs_boxes else None,
         "val_AP": desc.val_metric,
+        "world_size": run.world_size,
+        "images_per_rank": run.images_per_rank,
+        "predict_s": seconds,
     }
-    if args.save_results:
-        write_results(args.save_results, results)
-    return results
+    return run.results
+
+
+def _run_model_mode(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Model mode: run the model (every rank under torchrun), then score once on rank 0;
+    the report (None on the other ranks)."""
+    from fusepose.distributed import agree, env_rank, process_group
+    from fusepose.evaluation.results import write_results
+
+    if args.results or args.gt:
+        raise ConfigError("model mode: the GT is --data; use --save-results, not --results")
+    if args.metric == "pckh":
+        raise ConfigError("model mode scores COCO-format data only (--metric coco)")
+    _check_model_args(args)
+    with process_group(args.device) as device:
+        if device is not None:  # this rank's device (cuda:LOCAL_RANK on GPUs)
+            args.device = str(device)
+        args.results = _run_model(args)
+        args.results_name = "<model>"
+        args.gt = args.data
+        args.metric = "coco"
+        report, error = None, None
+        if env_rank() == 0:
+            try:
+                if args.save_results:
+                    write_results(args.save_results, args.results)
+                report = _run_coco(args)
+            except Exception as e:  # noqa: BLE001 - every rank raises it (agree)
+                error = e
+        agree(error)
+    return report
 
 
 def run(args: argparse.Namespace) -> int:
     model_mode = args.model or args.onnx or (args.weights and args.data)
     if model_mode:
-        if args.results or args.gt:
-            raise ConfigError("model mode: the GT is --data; use --save-results, not --results")
-        if args.metric == "pckh":
-            raise ConfigError("model mode scores COCO-format data only (--metric coco)")
-        args.results = _run_model(args)
-        args.results_name = "<model>"
-        args.gt = args.data
-        args.metric = "coco"
+        report = _run_model_mode(args)
+        if report is None:  # a rank > 0 under torchrun: rank 0 scores and writes
+            return 0
     else:
-        stray = [
-            f
-            for f in ("weights", "data", "images", "det_file", "save_results", "gt_boxes")
-            if getattr(args, f, None)
-        ]
-        if stray:
-            flags = ", ".join("--" + f.replace("_", "-") for f in stray)
-            raise ConfigError(f"{flags}: model-mode options need --model")
+        report = _run_results_mode(args)
+    if args.report:
+        write_json_atomic(args.report, report, indent=2)
+        logger.info("wrote report %s", args.report)
+    return 0
+
+
+def _run_results_mode(args: argparse.Namespace) -> dict[str, Any]:
+    stray = [
+        f
+        for f in ("weights", "data", "images", "det_file", "save_results", "gt_boxes")
+        if getattr(args, f, None)
+    ]
+    if stray:
+        flags = ", ".join("--" + f.replace("_", "-") for f in stray)
+        raise ConfigError(f"{flags}: model-mode options need --model")
     if not args.gt:
         raise ConfigError("--gt: a ground-truth file is required")
     metric = _metric(args)
     if args.results is None or (isinstance(args.results, str) and not args.results):
         raise ConfigError("--results: a results file is required")
     if metric == "coco":
-        report = _run_coco(args)
-    else:
-        for flag in ("crowd", "no_area", "backend"):
-            if getattr(args, flag):
-                raise ConfigError(f"--{flag.replace('_', '-')} applies to --metric coco only")
-        report = _run_pckh(args)
-    if args.report:
-        write_json_atomic(args.report, report, indent=2)
-        logger.info("wrote report %s", args.report)
-    return 0
+        return _run_coco(args)
+    for flag in ("crowd", "no_area", "backend"):
+        if getattr(args, flag):
+            raise ConfigError(f"--{flag.replace('_', '-')} applies to --metric coco only")
+    return _run_pckh(args)

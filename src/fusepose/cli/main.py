@@ -41,8 +41,15 @@ class _Parser(argparse.ArgumentParser):
     """argparse with the project's error contract: one line on stderr, exit 2."""
 
     def error(self, message: str):  # type: ignore[override]
-        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        _say(f"{self.prog}: error: {message} (see {self.prog} --help)")
         raise SystemExit(2)
+
+
+def _say(line: str) -> None:
+    """Print an error line on stderr; under torchrun only rank 0 does, so N processes that
+    fail alike print it once (every rank still exits with the code)."""
+    if os.environ.get("RANK", "0") in ("", "0"):  # the launcher's rank: no torch import here
+        print(line, file=sys.stderr)
 
 
 def _debug_wanted(argv: list[str]) -> bool:
@@ -91,24 +98,24 @@ def main(argv: list[str] | None = None) -> int:
         check_outputs(args)  # every output path exists or can be made, before any work
         return int(module.run(args) or 0)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        _say("interrupted")
         return 130
     except FusePoseError as e:
         if debug:
             raise
-        print(f"fusepose {verb}: error: {_one_line(e)}", file=sys.stderr)
+        _say(f"fusepose {verb}: error: {_one_line(e)}")
         return 2
     except OSError as e:  # a file the user named: unwritable, full disk, missing folder
         if debug:
             raise
         where = f"{e.filename}: " if getattr(e, "filename", None) else ""
-        print(f"fusepose {verb}: error: {where}{e.strerror or e}", file=sys.stderr)
+        _say(f"fusepose {verb}: error: {where}{e.strerror or e}")
         return 2
     except Exception as e:  # noqa: BLE001 - a bug: one line here, the traceback with --debug
         if debug:
             raise
-        print(f"fusepose {verb}: internal error: {type(e).__name__}: {_one_line(e)} "
-              "(please report it; --debug shows the traceback)", file=sys.stderr)  # fmt: skip
+        _say(f"fusepose {verb}: internal error: {type(e).__name__}: {_one_line(e)} "
+             "(please report it; --debug shows the traceback)")  # fmt: skip
         return 1
 
 

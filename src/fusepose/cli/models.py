@@ -43,9 +43,9 @@ def _print_rows(header: list[str], rows: list[list[str]], markdown: bool) -> Non
 
 
 def run(args: argparse.Namespace) -> int:
-    from fusepose.models.registry import get_model_info, list_models
+    from fusepose.models.registry import get_model_info, zoo_models
 
-    names = list_models(args.pattern)
+    names = zoo_models(args.pattern)
     if not names:
         print(f"no registered model matches {args.pattern!r}")
         return 1

@@ -2,7 +2,7 @@
 
 One command measures every model and backend in one process, interleaved run by run, on the
 shared multi-person COCO image, and writes the markdown table (README / docs/performance.md)
-and a JSON with every number (see ``fusepose.benchmark.perf_table``)::
+and a JSON with every number (see ``fusepose.experiments.perf_table``)::
 
     fusepose perf --json perf.json --markdown perf.md
 
@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from fusepose.benchmark.perf_table import BACKENDS, DEFAULT_MODELS
+    from fusepose.experiments.perf_table import BACKENDS, DEFAULT_MODELS
     from fusepose.inference.backends import PRECISIONS
 
     parser.add_argument(
@@ -35,17 +35,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--baseline", default="higherhrnet_w32", help="speed-up reference")
     parser.add_argument(
-        "--backends", nargs="+", default=["onnx", "torch", "openvino"], choices=BACKENDS,
+        "--backends",
+        nargs="+",
+        default=["onnx", "torch", "openvino"],
+        choices=BACKENDS,
         help="torch-compile: torch.compile rows (compiled in the warmup, minutes per model); "
         "openvino needs fusepose[openvino]",
     )
     parser.add_argument(
-        "--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS,
+        "--precisions",
+        nargs="+",
+        default=list(PRECISIONS),
+        choices=PRECISIONS,
         help="precisions tried on each backend; those this CPU cannot run are listed as "
         "skipped (default: all)",
     )
     parser.add_argument(
-        "--peer", action="append", default=[], metavar="NAME=FILE.onnx",
+        "--peer",
+        action="append",
+        default=[],
+        metavar="NAME=FILE.onnx",
         help="another ONNX pose model whose network is timed beside ours, interleaved "
         "(no fusepose metadata needed; repeatable)",
     )
@@ -105,7 +114,7 @@ def _pairs(items: list[str], flag: str, form: str) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fusepose.benchmark.perf_table import PerfConfig, run_perf, to_markdown, write_outputs
+    from fusepose.experiments.perf_table import PerfConfig, run_perf, to_markdown, write_outputs
 
     weights = _pairs(args.weights, "--weights", "MODEL=FILE")
     peers = _pairs(args.peer, "--peer", "NAME=FILE.onnx")

@@ -17,31 +17,26 @@ order) with :class:`fusepose.PoseTracker`: every result gets a ``track_id``, dra
 ``id N`` and one colour per track. Top-down models take their boxes from the previous frame's
 people and run the detector (``--detector`` / ``--det-file``) every ``--det-frequency`` frames.
 ``--smooth`` (implies ``--track``) One-Euro filters each track's joints.
+
+``--source`` takes several sources (files, folders, videos), run in turn into one results
+file; a video frame's record then names its video (``file_name`` ``<video>:frame:N``).
+``--workers N`` threads read and prepare images ahead of the network (the same results).
+Under ``torchrun --nproc-per-node N -m fusepose.cli.main predict ...`` the images (and
+whole videos) are split over the ranks; each draws its own, rank 0 writes the one merged,
+sorted results file (:mod:`fusepose.inference.multi`). A webcam, and ``--track`` over images,
+run in one process.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import time
-from pathlib import Path
-
-import cv2
-from tqdm import tqdm
 
 from fusepose.cli.common import add_inference_arguments, add_model_arguments, build_predictor
 from fusepose.errors import ConfigError
-from fusepose.files import write_json_atomic
 from fusepose.inference.boxes import ImageIds
-from fusepose.inference.sources import (
-    VideoSource,
-    count_frames,
-    iter_frames,
-    list_images,
-    source_kind,
-)
-from fusepose.inference.tracking import PoseTracker
-from fusepose.visualization.skeleton import draw_poses
+from fusepose.inference.multi import plan_sources, predict_sources
+from fusepose.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -54,13 +49,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--source",
         required=True,
-        help="image, folder of images, video file, or webcam index (0, 1, ...)",
+        nargs="+",
+        help="image, folder of images, video file, or webcam index (0, 1, ...); several are "
+        "run in turn into one results file",
     )
     parser.add_argument("--save-vis", metavar="DIR", help="write drawn images (and videos) here")
     parser.add_argument("--save-json", metavar="FILE", help="write COCO-format results here")
     parser.add_argument("--ann", metavar="FILE", help="COCO JSON giving the image ids by file name")
     add_inference_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--workers", type=int, default=0, metavar="N",
+                        help="threads that read and prepare images ahead of the network "
+                        "(default 0)")  # fmt: skip
     add_tracking_arguments(parser)
 
 
@@ -109,81 +109,43 @@ def add_tracking_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    source = args.source
-    kind = source_kind(source)  # SourceError for a missing path
-    json_out = Path(args.save_json) if args.save_json else None  # checked by cli.main
-    vis_dir = Path(args.save_vis) if args.save_vis else None
+    from fusepose.distributed import agree, env_rank, process_group
+    from fusepose.inference.network import resolve_device
+
+    sources = args.source if isinstance(args.source, list) else [args.source]
+    plan = plan_sources(sources)  # SourceError for a missing path
     ids = ImageIds(args.ann)
-    if kind in ("image", "folder"):
-        ids.check(list_images(source) if kind == "folder" else [Path(source)])
-    predictor = build_predictor(args)
-    skipped: list[dict] = []
-    frames = VideoSource(source) if kind in ("video", "webcam") else iter_frames(source, skipped)
-    kpt_thr = predictor.description.test.kpt_thr
-    tracker = None
+    ids.check(plan.image_paths)
+    if args.workers < 0:
+        raise ConfigError(f"--workers {args.workers}: give 0 (no reader threads) or more")
+    resolve_device(args.device)
+    track = None
     if args.track or args.smooth:
-        tracker = PoseTracker(
-            predictor, patience=args.track_patience, det_frequency=args.det_frequency,
-            smooth=args.smooth, min_cutoff=args.smooth_min_cutoff, beta=args.smooth_beta,
-            fps=frames.fps if isinstance(frames, VideoSource) else 30.0,
-        )  # fmt: skip
-    start = time.monotonic()
-    writer = None
-    results: list[dict] = []
-    total = count_frames(source) if kind != "webcam" else None
-    show_bar = kind in ("folder", "video", "webcam") and not args.no_progress
-    people = done = 0
-    try:
-        for i, frame in enumerate(tqdm(frames, total=total, disable=not show_bar, unit="img")):
-            done = i
-            image_id = i if kind in ("video", "webcam") else ids(frame)
-            if tracker is None:
-                res = predictor.predict_frame(frame, image_id=image_id)
-            else:  # a webcam's frames are timed by the clock, files by their rate
-                stamp = time.monotonic() - start if kind == "webcam" else None
-                res = tracker.predict_frame(frame, image_id, timestamp=stamp)
-            people += len(res)
-            name = frame.path.name if frame.path is not None else None
-            results.extend({**r, "file_name": name} if name else r for r in res.to_coco())
-            if vis_dir is None:
-                continue
-            drawn = draw_poses(frame.image, res, predictor.skeleton, kpt_thr=kpt_thr,
-                               by_track=tracker is not None)  # fmt: skip
-            if kind in ("video", "webcam"):
-                if writer is None:
-                    stem = Path(str(source)).stem if kind == "video" else f"webcam{source}"
-                    out = vis_dir / f"{stem}_pose.mp4"
-                    h, w = drawn.shape[:2]
-                    fourcc = cv2.VideoWriter_fourcc(*"mp4v")
-                    writer = cv2.VideoWriter(str(out), fourcc, frames.fps, (w, h))  # type: ignore[union-attr]
-                    if not writer.isOpened():
-                        raise ConfigError(f"{out}: OpenCV cannot write an mp4v video here")
-                    logger.info("writing %s", out)
-                writer.write(drawn)
-            else:
-                cv2.imwrite(str(vis_dir / (name or f"{i:06d}.jpg")), drawn)
-    except BaseException:  # interrupted or failed: keep the frames that were finished
-        if done:
-            logger.warning("stopped at frame %d: saving the %d finished frames", done, done)
-            _save(json_out, results, skipped)
-        raise
-    finally:
-        if writer is not None:
-            writer.release()
-    _save(json_out, results, skipped)
-    logger.info("%d people found", people)
-    if tracker is not None:
-        logger.info("%d tracks", tracker.next_id - 1)
+        track = dict(patience=args.track_patience, det_frequency=args.det_frequency,
+                     smooth=args.smooth, min_cutoff=args.smooth_min_cutoff,
+                     beta=args.smooth_beta)  # fmt: skip
+    with process_group(args.device) as device:
+        if device is not None:  # this rank's device (cuda:LOCAL_RANK on GPUs)
+            args.device = str(device)
+        predictor, error = None, None
+        try:
+            predictor = build_predictor(args)
+        except Exception as e:  # noqa: BLE001 - every rank raises it (agree)
+            error = e
+        agree(error)
+        assert predictor is not None
+        show_bar = not args.no_progress and env_rank() == 0 and any(
+            i.in_folder or i.kind != "image" for i in plan.items)  # fmt: skip
+        with Progress(unit="img", enabled=show_bar) as bar:
+
+            def progress(done: int, total: int | None) -> None:
+                bar.set_total(total)
+                bar.update(done - bar.n)
+
+            summary = predict_sources(predictor, plan, ids=ids, save_json=args.save_json,
+                                      save_vis=args.save_vis, track=track, workers=args.workers,
+                                      progress=progress)  # fmt: skip
+    logger.info("%d people found", summary["people"])
+    if track is not None:
+        logger.info("%d tracks", summary["tracks"])
     return 0
-
-
-def _save(json_out: Path | None, results: list[dict], skipped: list[dict]) -> None:
-    """Write the results (atomically) and the list of skipped unreadable images beside them."""
-    if json_out is None:
-        return
-    write_json_atomic(json_out, results)
-    logger.info("wrote %d results to %s", len(results), json_out)
-    if skipped:
-        side = json_out.with_suffix(".skipped.json")
-        write_json_atomic(side, skipped, indent=2)
-        logger.warning("%d unreadable images skipped: listed in %s", len(skipped), side)

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_upload_mb <= 0 or args.max_megapixels <= 0:
         raise ConfigError("--max-upload-mb and --max-megapixels must be > 0")
     predictor = build_predictor(args)
-    if predictor.kind == "top_down" and predictor.detector is None:
+    if predictor.family.needs_boxes and predictor.detector is None:
         raise ConfigError(f"top-down model {predictor.model_name!r} needs person boxes: give "
                           "--detector (a bottom-up model) to serve it")  # fmt: skip
     serve(predictor, host=args.host, port=args.port,

@@ -6,9 +6,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from tqdm import tqdm
-
 from fusepose.data.synth import PRESETS, generate_shapes, generate_synthetic
+from fusepose.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -18,7 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=int, default=200, help="number of images (default 200)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument(
-        "--size", type=int, default=None, help="image side in pixels (default 512; 48 with --shapes)"
+        "--size",
+        type=int,
+        default=None,
+        help="image side in pixels (default 512; 48 with --shapes)",
     )
     parser.add_argument(
         "--preset",
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
         print(f"wrote {paths['train']}/ and {paths['val']}/")
         return 0
-    with tqdm(total=args.images, unit="img", desc="synth") as bar:
+    with Progress(args.images, "synth", unit="img") as bar:
         paths = generate_synthetic(
             args.out_dir,
             args.images,

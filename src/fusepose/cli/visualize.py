@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     h, w = image.shape[:2]
     box = np.array(args.box if args.box else [0, 0, w - 1, h - 1], dtype=np.float64)
-    if pred.kind == "bottom_up":
+    if not pred.family.needs_boxes:  # the whole image
         res = pred(image)
         m, size = pred.warp_matrix((h, w))
     else:
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
             out = InferenceWrapper(pred.model)(x)
         k = pred.num_keypoints
         first = out[0][0].float().cpu().numpy()
-        heat, tags = (first[:k], first[k:]) if pred.kind == "bottom_up" else (first, None)
+        heat, tags = (first[:k], first[k:]) if pred.family.tags else (first, None)
         if "heatmaps" in want:
             _write(out_dir / "heatmaps.png", heatmap_grid(warped, heat, names))
         if "tags" in want:

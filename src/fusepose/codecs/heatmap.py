@@ -22,30 +22,22 @@ at the *sub-pixel* centre ``mu`` (no rounding), so encode -> decode is consisten
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import cv2
 import numpy as np
 
+from fusepose.codecs.base import KeypointCodec, check_finite, to_numpy
 from fusepose.errors import ConfigError, DataError
 
+# check_finite and to_numpy moved to fusepose.codecs.base; still importable from here
 __all__ = ["TopDownHeatmapCodec", "check_finite", "to_numpy"]
 
 
-def check_finite(a: np.ndarray, what: str) -> None:
-    """DataError when network outputs hold NaN or inf (diverged weights, a broken export)."""
-    if not np.isfinite(a).all():
-        raise DataError(f"{what}: the network outputs contain NaN or inf (diverged weights?)")
-
-
-def to_numpy(x) -> np.ndarray:
-    """A numpy float32 view of a numpy array or a (possibly CUDA, possibly grad) torch tensor."""
-    if hasattr(x, "detach"):
-        x = x.detach().float().cpu().numpy()
-    return np.asarray(x, dtype=np.float32)
-
-
-class TopDownHeatmapCodec:
-    """Gaussian heatmap targets for a person crop and their decoding.
+class TopDownHeatmapCodec(KeypointCodec):
+    """Gaussian heatmap targets for a person crop and their decoding (the
+    :class:`~fusepose.codecs.base.KeypointCodec` protocol: ``encode(keypoints (K, 3)) ->
+    {heatmaps, target_weight}``, ``decode(heatmaps) -> (coords (B, K, 2), scores (B, K))``).
 
     Args:
         input_size: crop size ``(H, W)`` in input pixels.
@@ -56,6 +48,8 @@ class TopDownHeatmapCodec:
             CVPR 2020: second-order Taylor expansion of the Gaussian-smoothed log heatmap).
         dark_kernel: odd Gaussian-blur kernel size of the DARK modulation.
     """
+
+    target_keys = ("heatmaps", "target_weight")
 
     def __init__(
         self,
@@ -88,6 +82,13 @@ class TopDownHeatmapCodec:
         else:
             self._scale = np.array([w / W, h / H], dtype=np.float64)
 
+    @classmethod
+    def spec_kwargs(cls, kwargs, *, num_keypoints, flip_index, input_size) -> dict[str, Any]:
+        """The stored parameters at the description's input size; heatmaps at stride 4 unless
+        stored otherwise (K and the flip pairs come with the data)."""
+        h, w = int(input_size[0]), int(input_size[1])
+        return {"heatmap_size": (h // 4, w // 4), **kwargs, "input_size": (h, w)}
+
     # ------------------------------------------------------------------ mapping
     def to_heatmap(self, xy: np.ndarray) -> np.ndarray:
         """Input pixels ``(..., 2)`` -> heatmap pixels ``(..., 2)``."""
@@ -98,21 +99,26 @@ class TopDownHeatmapCodec:
         return np.asarray(uv, dtype=np.float64) / self._scale
 
     # ------------------------------------------------------------------ encode
-    def encode(self, keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def encode(self, keypoints: np.ndarray) -> dict[str, np.ndarray]:
         """Targets for one crop.
 
         Args:
             keypoints: ``(K, 3)`` ``[x, y, v]`` in input pixels; ``v <= 0`` means unlabelled.
 
         Returns:
-            heatmaps ``(K, h, w)`` float32 in [0, 1] and weights ``(K,)`` float32 (0 for
-            unlabelled joints and for joints whose centre lies outside the heatmap).
+            ``heatmaps`` ``(K, h, w)`` float32 in [0, 1] and ``target_weight`` ``(K,)`` float32
+            (0 for unlabelled joints and for joints whose centre lies outside the heatmap).
         """
         kp = np.asarray(keypoints, dtype=np.float64)
         if kp.ndim != 2 or kp.shape[1] < 3:
             raise DataError(f"keypoints: expected shape (K, 3), got {kp.shape}")
         hm, wt = self.encode_batch(kp[None])
-        return hm[0], wt[0]
+        return {"heatmaps": hm[0], "target_weight": wt[0]}
+
+    def ideal_outputs(self, keypoints: np.ndarray) -> tuple[np.ndarray]:
+        """The deployed output of a perfect network for one crop's person ``keypoints (K, 3)``:
+        ``(heatmaps (1, K, h, w),)``, its encoded heatmaps."""
+        return (self.encode(keypoints)["heatmaps"][None],)
 
     def encode_batch(self, keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``keypoints (B, K, 3)`` input pixels -> heatmaps ``(B, K, h, w)``, weights ``(B, K)``."""

@@ -26,14 +26,17 @@ from typing import Any, Protocol
 import numpy as np
 
 from fusepose.codecs.associative_embedding import AssociativeEmbeddingCodec, aggregate_outputs
+from fusepose.codecs.base import KeypointCodec
 from fusepose.codecs.heatmap import TopDownHeatmapCodec
 from fusepose.errors import ConfigError, DataError
 from fusepose.evaluation.nms import oks_nms, rescore_topdown
+from fusepose.family import BOTTOM_UP, TOP_DOWN, Family
 from fusepose.geometry import InputGeometry, box_to_center_scale, invert_points, warp_image
 from fusepose.structures import PoseInstance
 
 __all__ = [
     "CODECS",
+    "PIPELINES",
     "BottomUpPipeline",
     "PosePipeline",
     "Prepared",
@@ -42,7 +45,10 @@ __all__ = [
     "build_pipeline",
 ]
 
-CODECS = {c.__name__: c for c in (AssociativeEmbeddingCodec, TopDownHeatmapCodec)}
+# codec type name (a description's codec["type"]) -> class
+CODECS: dict[str, type[KeypointCodec]] = {
+    c.__name__: c for c in (AssociativeEmbeddingCodec, TopDownHeatmapCodec)
+}
 # HRNet's IN_VIS_THRE: keypoints above it enter a top-down person's score.
 RESCORE_KPT_THR = 0.2
 
@@ -66,10 +72,11 @@ class Prepared:
 
 
 class PosePipeline(Protocol):
-    kind: str
-    needs_boxes: bool  # top-down: one crop per person box; bottom-up ignores boxes
+    family: Family
+    kind: str  # family.name
+    needs_boxes: bool  # family.needs_boxes: one crop per person box; else boxes are ignored
     geometry: InputGeometry
-    codec: Any
+    codec: KeypointCodec
     flip: bool
     flip_index: list[int]
 
@@ -90,22 +97,20 @@ def build_codec(
     flip_index: Sequence[int],
     input_size: Sequence[int],
     **overrides: Any,
-) -> Any:
+) -> KeypointCodec:
     """The target codec of ``spec`` for a model with ``num_keypoints`` at ``input_size (H, W)``.
 
-    The one place a codec is built (training targets, decoding, ONNX metadata). ``overrides``
+    The one place a codec is built (training targets, decoding, ONNX metadata): the class
+    from :data:`CODECS`, its arguments completed by the class (``spec_kwargs``). ``overrides``
     replace stored parameters (e.g. ``detection_threshold``)."""
     cls = CODECS.get(str(spec.get("type")))
     if cls is None:
         raise ConfigError(f"unknown codec {spec.get('type')!r} (known: {sorted(CODECS)})")
     h, w = int(input_size[0]), int(input_size[1])
-    kwargs = {**dict(spec.get("kwargs") or {}), **overrides}
-    if cls is AssociativeEmbeddingCodec:
-        kwargs.update(num_keypoints=int(num_keypoints), flip_index=list(flip_index))
-        kwargs["input_size"] = (h, w)
-    else:
-        kwargs["input_size"] = (h, w)
-        kwargs.setdefault("heatmap_size", (h // 4, w // 4))
+    kwargs = cls.spec_kwargs(
+        {**dict(spec.get("kwargs") or {}), **overrides},
+        num_keypoints=int(num_keypoints), flip_index=list(flip_index), input_size=(h, w),
+    )  # fmt: skip
     for key in ("strides", "heatmap_size", "joint_order"):
         if isinstance(kwargs.get(key), list):
             kwargs[key] = tuple(kwargs[key])
@@ -116,9 +121,9 @@ def build_codec(
 
 
 def build_pipeline(desc: Any, *, batch_size: int = 16, **codec_overrides: Any) -> PosePipeline:
-    """The pipeline of a :class:`~fusepose.description.ModelDescription` (the one place that
-    dispatches on the model family)."""
-    cls = {"bottom_up": BottomUpPipeline, "top_down": TopDownPipeline}[desc.kind]
+    """The pipeline of a :class:`~fusepose.description.ModelDescription`: its family's
+    (:data:`PIPELINES`) with its codec."""
+    cls = PIPELINES[desc.family]
     codec = build_codec(
         desc.codec,
         num_keypoints=desc.num_keypoints,
@@ -148,8 +153,9 @@ class BottomUpPipeline:
     and averaged; the 1x scale's tags group them (the smallest scale when 1.0 is absent).
     """
 
-    kind = "bottom_up"
-    needs_boxes = False
+    family = BOTTOM_UP
+    kind = family.name
+    needs_boxes = family.needs_boxes
 
     def __init__(
         self,
@@ -158,7 +164,7 @@ class BottomUpPipeline:
         flip: bool = False,
         scales: Sequence[float] = (1.0,),
     ) -> None:
-        if geometry.mode == "crop":
+        if geometry.mode not in self.family.geometry_modes:
             raise ConfigError("a bottom-up model needs a 'short_side' or 'letterbox' geometry")
         self.codec = codec
         self.geometry = geometry
@@ -236,8 +242,9 @@ class TopDownPipeline:
     flip test by ``flip_back`` and averaging, the person score ``box score x mean of the
     keypoint scores above 0.2``, then OKS-NMS over the image's people at ``nms_thr``."""
 
-    kind = "top_down"
-    needs_boxes = True
+    family = TOP_DOWN
+    kind = family.name
+    needs_boxes = family.needs_boxes
 
     def __init__(
         self,
@@ -249,7 +256,7 @@ class TopDownPipeline:
         nms_thr: float | None = None,
         batch_size: int = 16,
     ) -> None:
-        if geometry.mode != "crop":
+        if geometry.mode not in self.family.geometry_modes:
             raise ConfigError(f"a top-down model needs the 'crop' geometry, not {geometry.mode!r}")
         self.codec = codec
         self.geometry = geometry
@@ -327,3 +334,7 @@ class TopDownPipeline:
             ]
             people = [people[i] for i in oks_nms(records, self.nms_thr, sigmas=self.sigmas)]
         return _sorted(people)
+
+
+# family -> its inference pipeline (each has ``from_description(desc, codec, batch_size=)``)
+PIPELINES: dict[Family, Any] = {BOTTOM_UP: BottomUpPipeline, TOP_DOWN: TopDownPipeline}

@@ -7,6 +7,7 @@ from fusepose.data.collate import collate
 from fusepose.data.io import read_image, read_json
 
 __all__ = [
+    "COCO_DATASETS",
     "CocoBottomUpDataset",
     "CocoIndex",
     "CocoTopDownDataset",
@@ -19,6 +20,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "COCO_DATASETS": "fusepose.data.coco",
     "CocoBottomUpDataset": "fusepose.data.bottom_up",
     "CocoIndex": "fusepose.data.coco_index",
     "CocoTopDownDataset": "fusepose.data.top_down",

@@ -25,7 +25,9 @@ from fusepose.data.samples import (
     resolve_skeleton,
     to_tensors,
 )
-from fusepose.errors import DataError
+from fusepose.errors import ConfigError, DataError
+from fusepose.family import BOTTOM_UP
+from fusepose.geometry import InputGeometry
 from fusepose.skeletons import Skeleton
 
 logger = logging.getLogger(__name__)
@@ -44,10 +46,10 @@ def bottom_up_train_transforms(
     flip_prob: float = 0.5,
     integer_shift: bool = False,
 ) -> T.Compose:
-    """HigherHRNet training augmentation (architecture.md §2.5): rotation U[-30, 30] deg,
-    scale U[0.75, 1.5] of the short side, centre shift up to ``translate`` px per 200 px of
-    crop (official ``MAX_TRANSLATE`` 40, i.e. 0.2 of the crop; ``integer_shift``: whole
-    pixels as the official ``randint``), then flip p = 0.5.
+    """HigherHRNet training augmentation (docs/reconstruction.md#higherhrnet-recipe): rotation
+    U[-30, 30] deg, scale U[0.75, 1.5] of the short side, centre shift up to ``translate`` px
+    per 200 px of crop (official ``MAX_TRANSLATE`` 40, i.e. 0.2 of the crop;
+    ``integer_shift``: whole pixels as the official ``randint``), then flip p = 0.5.
 
     ``input_size``: an int (square output) or ``(H, W)``; the crop height is the image's
     height when ``H <= W`` (for a letterboxed ``H x W`` sample: the whole of it at scale 1)."""
@@ -77,10 +79,16 @@ class CocoBottomUpDataset(SkipBadMixin, torch.utils.data.Dataset):
     loss) when ``codec`` is None; ``meta`` with ``image_id``, ``path``, ``matrix`` (2x3
     original -> input), ``image_size`` (H, W) and ``flipped``.
 
-    Training (``train=True``) drops images without annotations (official HigherHRNet) and uses
-    ``transforms`` (default :func:`bottom_up_train_transforms`) on ``{image, keypoints, mask}``;
-    they must output ``input_size x input_size``. Testing uses the official resize
-    (:func:`~fusepose.data.transforms.bottom_up_warp`; short side -> ``input_size``), then
+    ``geometry`` (:class:`~fusepose.geometry.InputGeometry`, the value a model description
+    holds) says how an image becomes a sample; ``input_size`` and ``resize`` are the older
+    spelling of the same choice (``resize="crop"``: ``short_side`` at ``input_size``, an int or
+    a square ``(S, S)``; ``resize="letterbox"``: ``letterbox`` at ``input_size``) and are
+    ignored when ``geometry`` is given.
+
+    ``short_side`` geometry: training (``train=True``) drops images without annotations
+    (official HigherHRNet) and uses ``transforms`` (default :func:`bottom_up_train_transforms`)
+    on ``{image, keypoints, mask}``; they must output ``S x S``. Testing uses the official
+    resize (:func:`~fusepose.data.transforms.bottom_up_warp`; short side -> ``S``), then
     ``transforms`` if given.
 
     ``official_flip`` / ``official_mask`` / ``official_shift``: the official HigherHRNet target
@@ -88,10 +96,10 @@ class CocoBottomUpDataset(SkipBadMixin, torch.utils.data.Dataset):
     <fusepose.codecs.associative_embedding.AssociativeEmbeddingCodec.encode>`, integer shift
     of :func:`bottom_up_train_transforms`); off by default.
 
-    ``resize="letterbox"`` (``input_size`` an int or ``(H, W)``): in training *and* testing the
-    whole image is first fitted into ``H x W`` (:func:`letterbox_matrix`, the Predictor's warp
-    for a fixed ``(H, W)`` input), so every person is seen at the scale used at test time; the
-    training transforms then act on that ``H x W`` view (identity when augmentation is off).
+    ``letterbox`` geometry ``(H, W)``: in training *and* testing the whole image is first fitted
+    into ``H x W`` (:func:`letterbox_matrix`, the Predictor's warp for a fixed ``(H, W)``
+    input), so every person is seen at the scale used at test time; the training transforms
+    then act on that ``H x W`` view (identity when augmentation is off).
     """
 
     def __init__(
@@ -115,6 +123,7 @@ class CocoBottomUpDataset(SkipBadMixin, torch.utils.data.Dataset):
         official_flip: bool = False,
         official_mask: bool = False,
         official_shift: bool = False,
+        geometry: InputGeometry | None = None,
     ):
         self.index = load_coco_keypoints(ann_file)
         self.official_flip = bool(official_flip)
@@ -122,17 +131,16 @@ class CocoBottomUpDataset(SkipBadMixin, torch.utils.data.Dataset):
         self.skeleton = resolve_skeleton(skeleton, self.index)
         self.image_dir = Path(image_dir)
         self.codec = codec
-        if resize not in ("crop", "letterbox"):
-            raise DataError(f"{ann_file}: resize must be 'crop' or 'letterbox', got {resize!r}")
-        self.resize = resize
-        if isinstance(input_size, int):
-            self.input_hw = (int(input_size), int(input_size))
-        else:
-            self.input_hw = (int(input_size[0]), int(input_size[1]))
-            if resize == "crop" and self.input_hw[0] != self.input_hw[1]:
-                raise DataError(
-                    f"{ann_file}: resize='crop' needs a square input_size, got {self.input_hw}"
-                )
+        if geometry is None:
+            geometry = _geometry_of(ann_file, input_size, resize)
+        if geometry.mode not in BOTTOM_UP.geometry_modes:
+            raise ConfigError(
+                f"{ann_file}: a bottom-up dataset takes a {' or '.join(BOTTOM_UP.geometry_modes)}"
+                f" geometry, not {geometry.mode!r}"
+            )
+        self.geometry = geometry
+        self.resize = "letterbox" if geometry.fixed else "crop"  # the older name of the choice
+        self.input_hw = geometry.size
         self.input_size = self.input_hw[0]
         self.train = bool(train)
         self.skip_bad = bool(skip_bad)
@@ -189,14 +197,13 @@ class CocoBottomUpDataset(SkipBadMixin, torch.utils.data.Dataset):
     def _load(self, i: int) -> dict[str, Any]:
         s = self.load_raw(i)
         orig_hw = s["image"].shape[:2]
-        if self.resize == "letterbox":
-            M = T.letterbox_matrix(orig_hw, self.input_hw)
-            size = (self.input_hw[1], self.input_hw[0])
-        elif not self.train:
-            M, size = T.bottom_up_warp(orig_hw, self.input_size)
-        if self.resize == "letterbox" or not self.train:
+        # letterbox: the same whole-image warp in training and testing; short side: at test
+        # time only (training crops at random from the original image)
+        fixed = self.geometry.fixed
+        if fixed or not self.train:
+            M, size = self.geometry.warp(orig_hw)
             s["image"] = T.apply_affine(s["image"], M, size)
-            if self.resize == "letterbox":
+            if fixed:
                 # the zero padding is seen the same way at test time: trained on (no people)
                 ignore = T.apply_affine((1 - s["mask"]) * 255, M, size) > 127
                 s["mask"] = (~ignore).astype(np.uint8)
@@ -229,3 +236,17 @@ class CocoBottomUpDataset(SkipBadMixin, torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         return self._load_or_skip(i, self._load)
+
+
+def _geometry_of(ann_file: Any, input_size: int | Sequence[int], resize: str) -> InputGeometry:
+    """The geometry the older ``input_size`` / ``resize`` keywords name (same checks and
+    messages as before ``geometry`` existed)."""
+    if resize not in ("crop", "letterbox"):
+        raise DataError(f"{ann_file}: resize must be 'crop' or 'letterbox', got {resize!r}")
+    if isinstance(input_size, int):
+        hw = (int(input_size), int(input_size))
+    else:
+        hw = (int(input_size[0]), int(input_size[1]))
+    if resize == "crop" and hw[0] != hw[1]:
+        raise DataError(f"{ann_file}: resize='crop' needs a square input_size, got {hw}")
+    return BOTTOM_UP.geometry(hw, resize)

@@ -33,8 +33,9 @@ import torch
 from fusepose.data import transforms as T
 from fusepose.data.io import read_image, read_json
 from fusepose.data.samples import SkipBadMixin
-from fusepose.data.top_down import top_down_sample
+from fusepose.data.top_down import crop_geometry, top_down_sample
 from fusepose.errors import DataError
+from fusepose.geometry import InputGeometry
 from fusepose.skeletons import MPII16
 
 logger = logging.getLogger(__name__)
@@ -317,8 +318,9 @@ def mpii_train_transforms(
     rotation: float = 30.0,
     scale_range: Sequence[float] = (0.75, 1.25),
 ) -> T.Compose:
-    """architecture.md §4.6 (MPII): flip p = 0.5, scale U[0.75, 1.25], rotation U[-30, 30]
-    deg with p = 0.6 (HRNet), crop to ``input_size (H, W)``; no half body (HRNet MPII)."""
+    """MPII top-down augmentation (docs/reconstruction.md#sfm-recipe): flip p = 0.5, scale
+    U[0.75, 1.25], rotation U[-30, 30] deg with p = 0.6 (HRNet), crop to ``input_size (H, W)``;
+    no half body (HRNet MPII)."""
     return T.Compose(
         [
             T.RandomFlip(MPII16.flip_index, prob=flip_prob, rng=rng),
@@ -341,6 +343,9 @@ class MpiiDataset(SkipBadMixin, torch.utils.data.Dataset):
     codec ``heatmaps``/``target_weight`` when ``codec`` is given; ``meta`` with ``index``,
     ``image_id`` (image name), ``path``, ``matrix``, ``center``, ``scale`` (0-based original
     pixels), ``headbox`` ``(2, 2)`` 0-based (or None) and ``flipped``.
+
+    ``geometry``: the ``crop`` :class:`~fusepose.geometry.InputGeometry` a model description
+    holds; it replaces ``input_size (H, W)`` when given.
     """
 
     def __init__(
@@ -359,6 +364,7 @@ class MpiiDataset(SkipBadMixin, torch.utils.data.Dataset):
         rotation: float = 30.0,
         scale_range: Sequence[float] = (0.75, 1.25),
         max_images: int = 0,
+        geometry: InputGeometry | None = None,
     ):
         self.ann = load_mpii(ann_file, image_list)
         if self.ann.images is None or self.ann.center is None:
@@ -368,7 +374,8 @@ class MpiiDataset(SkipBadMixin, torch.utils.data.Dataset):
             )
         self.image_dir = Path(image_dir)
         self.codec = codec
-        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.geometry = crop_geometry(ann_file, input_size, geometry)
+        self.input_size = self.geometry.size
         self.train = bool(train)
         self.skip_bad = bool(skip_bad)
         self.num_skipped = 0

@@ -19,12 +19,14 @@ from fusepose.data import transforms as T
 from fusepose.data.coco_index import load_coco_keypoints, load_detections
 from fusepose.data.io import read_image
 from fusepose.data.samples import SkipBadMixin, check_image_size, resolve_skeleton, to_tensors
-from fusepose.errors import DataError
+from fusepose.errors import ConfigError, DataError
+from fusepose.family import TOP_DOWN
+from fusepose.geometry import InputGeometry
 from fusepose.skeletons import Skeleton
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CocoTopDownDataset", "top_down_sample", "top_down_train_transforms"]
+__all__ = ["CocoTopDownDataset", "crop_geometry", "top_down_sample", "top_down_train_transforms"]
 
 
 def top_down_train_transforms(
@@ -37,7 +39,7 @@ def top_down_train_transforms(
     rotation: float = 30.0,
     scale_range: Sequence[float] = (0.75, 1.25),
 ) -> T.Compose:
-    """Top-down training augmentation (architecture.md §4.6, HRNet order): half body
+    """Top-down training augmentation (docs/reconstruction.md#sfm-recipe, HRNet order): half body
     (p = 0.3, > 8 joints), flip p = 0.5, scale U[0.75, 1.25], rotation U[-30, 30] deg with
     p = 0.6 (HRNet's rotation probability), then the crop to ``input_size (H, W)``."""
     h, w = int(input_size[0]), int(input_size[1])
@@ -89,6 +91,9 @@ class CocoTopDownDataset(SkipBadMixin, torch.utils.data.Dataset):
     ``keypoints`` only when ``codec`` is None); ``meta`` with ``image_id``, ``path``,
     ``matrix`` (2x3 original -> input), ``box`` (xywh), ``center``, ``scale`` (crop size in
     original pixels, before augmentation), ``score``, ``area`` and ``flipped``.
+
+    ``geometry``: the ``crop`` :class:`~fusepose.geometry.InputGeometry` a model description
+    holds; it replaces ``input_size (H, W)`` when given.
     """
 
     def __init__(
@@ -111,12 +116,14 @@ class CocoTopDownDataset(SkipBadMixin, torch.utils.data.Dataset):
         scale_range: Sequence[float] = (0.75, 1.25),
         half_body_prob: float = 0.3,
         max_images: int = 0,
+        geometry: InputGeometry | None = None,
     ):
         self.index = load_coco_keypoints(ann_file)
         self.skeleton = resolve_skeleton(skeleton, self.index)
         self.image_dir = Path(image_dir)
         self.codec = codec
-        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.geometry = crop_geometry(ann_file, input_size, geometry)
+        self.input_size = self.geometry.size
         self.train = bool(train)
         self.padding = float(padding)
         self.skip_bad = bool(skip_bad)
@@ -232,7 +239,8 @@ def top_down_sample(
 
     keypoints: (K, 3) original-image pixels. Returns the transformed sample dict (with its
     ``matrix``, original -> input) and the output dict: ``image`` (3, H, W) tensor,
-    ``keypoints`` (K, 3) input pixels and, with a codec, ``heatmaps`` and ``target_weight``.
+    ``keypoints`` (K, 3) input pixels and, with a codec, its targets (``codec.encode``:
+    ``heatmaps`` and ``target_weight``).
     """
     s = {
         "image": img,
@@ -253,7 +261,19 @@ def top_down_sample(
         "keypoints": torch.from_numpy(kp_in.astype(np.float32)),
     }
     if codec is not None:
-        heatmaps, weights = codec.encode(kp_in)
-        out["heatmaps"] = to_tensors(np.asarray(heatmaps, dtype=np.float32))
-        out["target_weight"] = to_tensors(np.asarray(weights, dtype=np.float32))
+        out.update(to_tensors(codec.encode(kp_in)))
     return s, out
+
+
+def crop_geometry(
+    source: Any, input_size: Sequence[int], geometry: InputGeometry | None
+) -> InputGeometry:
+    """A top-down dataset's geometry: ``geometry`` (a ``crop`` one), else a crop of
+    ``input_size (H, W)``."""
+    if geometry is None:
+        return TOP_DOWN.fixed_geometry((int(input_size[0]), int(input_size[1])))
+    if geometry.mode not in TOP_DOWN.geometry_modes:
+        raise ConfigError(
+            f"{source}: a top-down dataset takes the 'crop' geometry, not {geometry.mode!r}"
+        )
+    return geometry

@@ -211,7 +211,7 @@ class RandomFlip:
 class RandomAffine:
     """Random rotation / scale / translation followed by the warp to ``output_size (H, W)``.
 
-    Bottom-up (HigherHRNet recipe, architecture.md §2.5; the default arguments): the crop is
+    Bottom-up (docs/reconstruction.md#higherhrnet-recipe; the default arguments): the crop is
     centred on the image centre, its height is the image's short side (``scale_type="short"``,
     or long side) times ``s ~ U[scale_range]``, rotated by ``U[-max_rotation, max_rotation]``
     degrees, and its centre shifted by up to ``max_shift`` times the crop size in each axis
@@ -219,10 +219,10 @@ class RandomAffine:
     with ``integer_shift`` the official ``numpy.random.randint(int(-m), int(m))`` (integers,
     the upper bound excluded).
 
-    Top-down (architecture.md §4.6): when the sample carries ``center`` and ``scale`` (from the
-    box, see :func:`box_to_center_scale`), that region is the base crop instead; use
-    e.g. ``scale_range=(0.75, 1.25)``, ``max_shift=0``.  ``rot_prob`` is the probability of
-    rotating at all (HRNet uses 0.6).
+    Top-down (docs/reconstruction.md#sfm-recipe): when the sample carries ``center`` and
+    ``scale`` (from the box, see :func:`box_to_center_scale`), that region is the base crop
+    instead; use e.g. ``scale_range=(0.75, 1.25)``, ``max_shift=0``.  ``rot_prob`` is the
+    probability of rotating at all (HRNet uses 0.6).
     """
 
     def __init__(

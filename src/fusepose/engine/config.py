@@ -51,7 +51,8 @@ class DataConfig:
     """Dataset files and targets. ``input_size`` is (H, W) in input pixels.
 
     ``dataset``: ``coco`` (COCO-format keypoints, also used for the synthetic set) or ``mpii``.
-    Augmentation follows HigherHRNet §2.5 (bottom-up) / Lite-HRNet (top-down).
+    Augmentation follows HigherHRNet (bottom-up) / Lite-HRNet (top-down):
+    docs/reconstruction.md#higherhrnet-recipe and #sfm-recipe.
     """
 
     dataset: str = "coco"
@@ -68,7 +69,7 @@ class DataConfig:
     sigma: float = 2.0
     max_people: int = 30
     skeleton: str = "coco"
-    num_workers: int = 2
+    num_workers: int = 2  # training: DataLoader processes; validation: reader threads
     # augmentation
     flip_prob: float = 0.5
     rotation: float = 30.0
@@ -108,6 +109,10 @@ class TrainConfig:
     sync_bn: bool = False
     freeze_bn: bool = False  # keep BN in eval mode (running stats frozen) while training
     max_steps_per_epoch: int = 0  # 0 = full epoch; for smoke runs
+    # > 0: train for this many minutes (steps and validations, wall time) instead of `epochs`:
+    # the first epoch measures the speed, then the steps, the LR schedule and the validation
+    # points are fixed to fill the budget and stored in the checkpoints (fusepose.engine.budget)
+    time_budget_minutes: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -447,7 +452,7 @@ def validate_config(cfg: Config, source: str = "config") -> Config:
     _check(d.resize in ("crop", "letterbox"), "data.resize", d.resize, "'crop' or 'letterbox'",
            source)  # fmt: skip
     h, w = info.check_input_size(d.input_size, f"{source}: data.input_size")
-    if info.kind == "bottom_up" and d.resize == "crop":
+    if info.family.geometry((h, w), d.resize).mode == "short_side":  # trained on square crops
         _check(h == w, "data.input_size", list(d.input_size),
                "the square random crop (data.resize: crop) needs H == W", source)  # fmt: skip
     get_skeleton(d.skeleton)  # SkeletonError (a FusePoseError) for a bad name or file
@@ -469,7 +474,8 @@ def validate_config(cfg: Config, source: str = "config") -> Config:
                    ("runtime.num_threads", rt.num_threads), ("train.log_interval",
                    t.log_interval), ("train.checkpoint_interval_steps",
                    t.checkpoint_interval_steps), ("train.max_steps_per_epoch",
-                   t.max_steps_per_epoch), ("data.rotation", d.rotation),
+                   t.max_steps_per_epoch), ("train.time_budget_minutes",
+                   t.time_budget_minutes), ("data.rotation", d.rotation),
                    ("data.translate", d.translate)):  # fmt: skip
         _check(v >= 0, key, v, "must be >= 0", source)
     _check(all(x >= 0 for x in sch.milestones), "schedule.milestones", list(sch.milestones),

@@ -16,12 +16,12 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from fusepose.codecs.pipelines import build_codec
-from fusepose.data.bottom_up import CocoBottomUpDataset
+from fusepose.data.coco import COCO_DATASETS
 from fusepose.data.mpii import MpiiDataset
-from fusepose.data.top_down import CocoTopDownDataset
 from fusepose.description import ModelDescription
-from fusepose.engine.config import Config
+from fusepose.engine.config import Config, DataConfig
 from fusepose.errors import ConfigError
+from fusepose.family import BOTTOM_UP, TOP_DOWN, Family
 
 __all__ = ["SeededDataset", "build_dataset", "target_codec", "to_device"]
 
@@ -72,6 +72,10 @@ def target_codec(desc: ModelDescription, cfg: Config) -> Any:
                        input_size=cfg.data.input_size)  # fmt: skip
 
 
+# HigherHRNet's target conventions (data.official_*): options of the bottom-up datasets only
+OFFICIAL_OPTIONS = ("official_flip", "official_mask", "official_shift")
+
+
 def build_dataset(
     cfg: Config,
     desc: ModelDescription,
@@ -80,7 +84,9 @@ def build_dataset(
     train: bool,
     rng: np.random.Generator | None = None,
 ) -> Dataset:
-    """COCO-format (bottom-up / top-down) or MPII dataset from ``cfg.data``.
+    """COCO-format (the family's, :data:`fusepose.data.coco.COCO_DATASETS`) or MPII dataset
+    from ``cfg.data``, warping images with the description's geometry (``desc.geometry``, the
+    one validation decodes with; built from ``data.input_size`` and ``data.resize``).
 
     ``rng``: the generator the training transforms draw from (re-seeded per sample by
     :class:`SeededDataset`). ``data.augment=False`` keeps the training entries and fixed-size
@@ -100,26 +106,31 @@ def build_dataset(
         scale_range=d.scale_range if aug else (d.scale_range[0], d.scale_range[0]),
         max_images=d.max_train_images if train else d.max_val_images,
     )
-    hw = tuple(int(v) for v in d.input_size)
-    official = {k: getattr(d, k) for k in ("official_flip", "official_mask", "official_shift")}
-    for key, on in official.items():
-        if on and desc.kind != "bottom_up":
+    for key in OFFICIAL_OPTIONS:
+        if getattr(d, key) and desc.family.needs_boxes:
             raise ConfigError(
                 f"data.{key}: an option of the bottom-up (HigherHRNet) targets; the top-down "
                 "datasets follow HRNet's conventions"
             )
     if d.dataset == "mpii":
-        return MpiiDataset(ann, images, codec, input_size=hw, **common)
+        return MpiiDataset(ann, images, codec, geometry=desc.geometry, **common)
     if d.dataset != "coco":
         raise ConfigError(f"data.dataset: {d.dataset!r} is not 'coco' or 'mpii'")
-    if desc.kind == "bottom_up":
-        letterbox = desc.geometry.mode == "letterbox"
-        return CocoBottomUpDataset(
-            ann, images, codec, input_size=hw if letterbox else hw[0], skeleton=desc.skeleton,
-            resize="letterbox" if letterbox else "crop",
-            translate=d.translate if aug else 0.0, **official, **common,
-        )  # fmt: skip
-    return CocoTopDownDataset(
-        ann, images, codec, input_size=hw, det_file=None if train else d.det_file,
-        skeleton=desc.skeleton, half_body_prob=d.half_body_prob if aug else 0.0, **common,
+    return COCO_DATASETS[desc.family](
+        ann, images, codec, geometry=desc.geometry, skeleton=desc.skeleton,
+        **_FAMILY_OPTIONS[desc.family](d, train), **common,
     )  # fmt: skip
+
+
+def _bottom_up_options(d: DataConfig, train: bool) -> dict[str, Any]:
+    options = {k: getattr(d, k) for k in OFFICIAL_OPTIONS}
+    return {"translate": d.translate if d.augment else 0.0, **options}
+
+
+def _top_down_options(d: DataConfig, train: bool) -> dict[str, Any]:
+    return {"det_file": None if train else d.det_file,
+            "half_body_prob": d.half_body_prob if d.augment else 0.0}  # fmt: skip
+
+
+# family -> the data.* settings its COCO-format dataset takes besides the common ones
+_FAMILY_OPTIONS: dict[Family, Any] = {BOTTOM_UP: _bottom_up_options, TOP_DOWN: _top_down_options}

@@ -1,79 +1,37 @@
-"""torch.distributed helpers: init from torchrun's env (NCCL on GPU, Gloo on CPU), rank
-queries, and a deterministic per-epoch sampler that supports mid-epoch resume."""
+"""torch.distributed for training: the rank and collective helpers of
+:mod:`fusepose.distributed` (re-exported here, where the trainer has always found them) and a
+deterministic per-epoch sampler that supports mid-epoch resume."""
 
 from __future__ import annotations
 
-import logging
-import os
 from collections.abc import Iterator
 
 import torch
-import torch.distributed as dist
 from torch.utils.data import Sampler
 
-log = logging.getLogger(__name__)
+# the rank and collective helpers live below inference (which shards its loops too); they are
+# imported here so ``fusepose.engine.distributed.<name>`` keeps working
+from fusepose.distributed import (  # noqa: F401
+    agree,
+    all_gather,
+    all_gather_checked,
+    all_reduce_mean,
+    barrier,
+    broadcast,
+    cleanup,
+    get_rank,
+    get_world_size,
+    init_distributed,
+    is_distributed,
+    is_main_process,
+)
 
 
-def init_distributed(device: str = "auto") -> tuple[bool, int, int, torch.device]:
-    """Initialise the default process group when launched by torchrun (``WORLD_SIZE`` > 1),
-    or use the one the caller initialised (e.g. a one-process group for a DDP check).
-
-    Returns ``(distributed, rank, world_size, device)``. The backend is NCCL when CUDA is
-    used, Gloo otherwise; the init method is ``env://`` (MASTER_ADDR / MASTER_PORT / RANK).
-    """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", local_rank if world > 1 else torch.cuda.current_device())
-    if dev.type == "cuda":
-        torch.cuda.set_device(dev)
-    if dist.is_available() and dist.is_initialized():  # a group the caller set up (any size)
-        return True, dist.get_rank(), dist.get_world_size(), dev
-    if world <= 1:
-        return False, 0, 1, dev
-    if not dist.is_initialized():
-        backend = "nccl" if dev.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, init_method="env://")
-        log.info("process group: backend %s, rank %d / %d", backend, dist.get_rank(), world)
-    return True, dist.get_rank(), dist.get_world_size(), dev
-
-
-def is_distributed() -> bool:
-    return dist.is_available() and dist.is_initialized()
-
-
-def get_rank() -> int:
-    return dist.get_rank() if is_distributed() else 0
-
-
-def get_world_size() -> int:
-    return dist.get_world_size() if is_distributed() else 1
-
-
-def is_main_process() -> bool:
-    return get_rank() == 0
-
-
-def barrier() -> None:
-    if is_distributed():
-        dist.barrier()
-
-
-def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
-    """Mean of ``t`` over processes (a copy; ``t`` itself is untouched)."""
-    if not is_distributed():
-        return t
-    t = t.detach().clone()
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t / get_world_size()
-
-
-def cleanup() -> None:
-    if is_distributed():
-        dist.destroy_process_group()
+def broadcast_object(obj, src: int = 0):
+    """Rank ``src``'s ``obj`` on every process (:func:`fusepose.distributed.broadcast`):
+    decisions that must agree, such as a time budget's plan, which rests on each process's
+    own clock."""
+    return broadcast(obj, src)
 
 
 class EpochSampler(Sampler[int]):

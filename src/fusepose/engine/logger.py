@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from fusepose.files import write_text_atomic
+from fusepose.progress import short_lines
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,18 @@ class MetricLogger:
             self._tb.flush()
             self._tb.close()
             self._tb = None
+
+
+def epoch_lines(head: str, row: Mapping[str, Any]) -> list[str]:
+    """An epoch's figures (the float values of ``row`` but ``lr``) as log lines of a readable
+    length: ``head: loss 0.0123, ...``, then ``head validation: AP 0.159, ...`` for the
+    ``val_*`` keys."""
+    figures = [(k, v) for k, v in row.items() if isinstance(v, float) and k != "lr"]
+    train = [f"{k} {v:.4g}" for k, v in figures if not k.startswith("val_")]
+    val = [f"{k[4:]} {v:.4g}" for k, v in figures if k.startswith("val_")]
+    return short_lines(f"{head}: ", train) + (
+        short_lines(f"{head} validation: ", val) if val else []
+    )
 
 
 def _scalar(v: Any) -> Any:

@@ -5,9 +5,12 @@
 
 One process per device; under ``torchrun`` the default process group is initialised from the
 environment (NCCL on GPU, Gloo on CPU), the model is wrapped in DDP and rank 0 alone logs and
-writes checkpoints. The sample order is a seeded permutation per epoch (:class:`EpochSampler`),
-and augmentation randomness is re-seeded per (seed, epoch, sample index), so a run resumed from
-a mid-epoch checkpoint sees exactly the batches the interrupted run would have seen.
+writes checkpoints. The run lasts ``train.epochs`` epochs, or fills ``train.time_budget_minutes``
+(:mod:`fusepose.engine.budget`: the first epoch measures the speed, then the steps, the LR
+schedule and the validation points are fixed and stored in the checkpoints). The sample order
+is a seeded permutation per epoch (:class:`EpochSampler`), and augmentation randomness is
+re-seeded per (seed, epoch, sample index), so a run resumed from a mid-epoch checkpoint sees
+exactly the batches the interrupted run would have seen.
 """
 
 from __future__ import annotations
@@ -29,11 +32,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from fusepose.data.collate import collate
 from fusepose.engine import distributed as dist_utils
+from fusepose.engine.budget import BudgetPlan, RunLength
 from fusepose.engine.checkpoint import (
     FORMAT_VERSION,
     get_rng_state,
     load_checkpoint,
-    load_weights,
     save_checkpoint,
     set_rng_state,
 )
@@ -47,16 +50,17 @@ from fusepose.engine.config import (
 )
 from fusepose.engine.data import SeededDataset, build_dataset, target_codec, to_device
 from fusepose.engine.ema import ModelEMA
-from fusepose.engine.init import freeze_batchnorm, init_from_scratch, unwrap
-from fusepose.engine.logger import MetricLogger
+from fusepose.engine.init import build_model, freeze_batchnorm, init_from_scratch, unwrap
+from fusepose.engine.logger import MetricLogger, epoch_lines
 from fusepose.engine.optim import build_optimizer, lr_factor
 from fusepose.engine.validate import evaluate_model, run_description
 from fusepose.errors import CheckpointError, ConfigError, FusePoseError
-from fusepose.files import write_json_atomic
-from fusepose.losses import build_loss
+from fusepose.family import BOTTOM_UP, get_family
+from fusepose.losses import build_loss, loss_options
 from fusepose.losses.ae import AE_TYPES
-from fusepose.models.pretrained import BackboneReport, load_pretrained_backbone
-from fusepose.models.registry import create_model, list_models
+from fusepose.models.pretrained import BackboneReport
+from fusepose.models.registry import list_models
+from fusepose.progress import Progress
 
 __all__ = [
     "NonFiniteLossError",
@@ -90,6 +94,8 @@ class TrainState:
     step: int = 0  # optimiser steps already done within `epoch`
     global_step: int = 0
     best_metric: float = -math.inf
+    seconds: float = 0.0  # wall seconds of training steps and validations, resumes included
+    images: int = 0  # training images seen (all processes)
 
 
 class Trainer:
@@ -125,22 +131,14 @@ class Trainer:
         if cfg.runtime.num_threads > 0:
             torch.set_num_threads(cfg.runtime.num_threads)
         _seed_everything(cfg.train.seed + self.rank)
-
-        name = cfg.runtime.name or (Path(config_path).stem if config_path else "run")
-        self.run_dir = Path(run_dir) if run_dir is not None else Path(cfg.runtime.out_dir) / name
-        if self.main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            # temp files of a run that was killed while writing a checkpoint
-            for stale in self.run_dir.glob(".*.pth.*.tmp"):
-                stale.unlink(missing_ok=True)
-            save_config(cfg, self.run_dir / "config.yaml")
-        dist_utils.barrier()
+        self.run_dir = self._prepare_run_dir(cfg, run_dir, config_path)
 
         self.pretrained: BackboneReport | None = None
         if model is None:
-            model = self._build_model(cfg)
+            model, self.pretrained = build_model(cfg, self.run_dir if self.main else None)
         info = getattr(model, "info", None)
-        self.kind = getattr(info, "kind", "bottom_up")
+        self.family = get_family(getattr(info, "kind", BOTTOM_UP))
+        self.kind = self.family.name
         # a registered model's name, or the name a custom module gives itself
         self.model_name = getattr(info, "name", None) or getattr(
             model, "model_name", type(model).__name__
@@ -148,15 +146,7 @@ class Trainer:
         self.num_keypoints = int(
             getattr(info, "num_keypoints", getattr(cfg.model, "num_keypoints", 0))
         )
-        model.to(self.device)
-        self.memory_format = (
-            torch.channels_last if cfg.train.channels_last else torch.contiguous_format
-        )
-        model.to(memory_format=self.memory_format)
-        if cfg.train.sync_bn and self.distributed and self.device.type == "cuda":
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        self.model = model
-        self.ema = ModelEMA(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
+        model = self._place_model(model)
 
         # what checkpoints carry to run the model (registered models only; a custom module
         # passed in has no registry entry to rebuild it from)
@@ -167,20 +157,54 @@ class Trainer:
             lc = cfg.loss
             if lc.ae_type not in AE_TYPES:
                 raise ConfigError(f"loss.ae_type: {lc.ae_type!r} is not one of {AE_TYPES}")
-            if self.kind == "bottom_up":
-                loss_fn = build_loss(
-                    "bottom_up",
-                    self.num_keypoints,
-                    heatmap_weights=lc.heatmap_weights,
-                    push_factor=lc.push_factor,
-                    pull_factor=lc.pull_factor,
-                    ae_type=lc.ae_type,
-                    heatmap_fg_weight=lc.heatmap_fg_weight,
-                )
-            else:
-                loss_fn = build_loss("top_down", self.num_keypoints, stage_weights=lc.stage_weights)
+            loss_fn = build_loss(self.family, self.num_keypoints, **loss_options(self.family, lc))
         self.loss_fn = loss_fn
+        self._build_data(cfg, train_set, collate_fn)
+        self.evaluator = evaluator
+        # epochs, or a time budget (its plan made after the probe, or read back by resume)
+        self.length = RunLength(cfg.train.epochs, self.steps_per_epoch,
+                                cfg.train.time_budget_minutes, cfg.eval.interval,
+                                agree=dist_utils.broadcast_object)  # fmt: skip
+        self._build_optimisation(cfg, model)
+        self.state = TrainState()
+        self.logger = MetricLogger(
+            self.run_dir, enabled=self.main, tensorboard=cfg.runtime.tensorboard
+        )
 
+    def _prepare_run_dir(
+        self, cfg: Config | PretrainConfig, run_dir: str | Path | None, config_path: Any
+    ) -> Path:
+        """The run folder (made on rank 0, with the resolved config.yaml, stale temp files of a
+        killed checkpoint write removed)."""
+        name = cfg.runtime.name or (Path(config_path).stem if config_path else "run")
+        out = Path(run_dir) if run_dir is not None else Path(cfg.runtime.out_dir) / name
+        if self.main:
+            out.mkdir(parents=True, exist_ok=True)
+            for stale in out.glob(".*.pth.*.tmp"):
+                stale.unlink(missing_ok=True)
+            save_config(cfg, out / "config.yaml")
+        dist_utils.barrier()
+        return out
+
+    def _place_model(self, model: nn.Module) -> nn.Module:
+        """The model on its device and memory format (SyncBN under DDP on GPUs); its EMA."""
+        cfg = self.cfg
+        model.to(self.device)
+        self.memory_format = (
+            torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+        )
+        model.to(memory_format=self.memory_format)
+        if cfg.train.sync_bn and self.distributed and self.device.type == "cuda":
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.model = model
+        self.ema = ModelEMA(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
+        return model
+
+    def _build_data(
+        self, cfg: Config | PretrainConfig, train_set: Dataset | None, collate_fn: Any
+    ) -> None:
+        """The training set (built from the config unless given), its sampler and the steps
+        per epoch."""
         rng = None
         if train_set is None:
             if self.description is None:
@@ -200,54 +224,21 @@ class Trainer:
         if self.steps_per_epoch == 0:
             raise ConfigError(f"data: the training set is empty ({len(train_set)} samples)")
 
-        self.evaluator = evaluator
+    def _build_optimisation(self, cfg: Config | PretrainConfig, model: nn.Module) -> None:
+        """Optimiser, LR schedule (epochs or the budget's plan), AMP scaler, DDP wrapper."""
         self.optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
         spe = self.steps_per_epoch
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda it: lr_factor(it, cfg, spe)
+            self.optimizer,
+            lambda it: lr_factor(it, cfg, spe, self.length.plan, budgeted=self.length.budgeted),
         )
         self.use_amp = cfg.train.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.use_amp)
-
         if self.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp: nn.Module = nn.parallel.DistributedDataParallel(model, device_ids=ids)
         else:
             self.ddp = model
-        self.state = TrainState()
-        self.logger = MetricLogger(
-            self.run_dir, enabled=self.main, tensorboard=cfg.runtime.tensorboard
-        )
-
-    def _build_model(self, cfg: Config) -> nn.Module:
-        """The registered model of ``cfg.model``: init, then ``weights`` or ``pretrained``."""
-        m = cfg.model
-        if m.init not in ("official", "scratch"):
-            raise ConfigError(f"model.init: {m.init!r} is not 'official' or 'scratch'")
-        if m.weights and m.pretrained:
-            raise ConfigError(
-                "model.weights and model.pretrained: set one (weights: the whole model; "
-                "pretrained: an ImageNet checkpoint for the backbone)"
-            )
-        model = create_model(m.name, num_keypoints=m.num_keypoints, **m.overrides)
-        if m.weights:
-            load_weights(model, m.weights, strict=False)
-            return model
-        if m.init == "scratch":
-            init_from_scratch(model)
-        if m.pretrained:
-            if not Path(m.pretrained).is_file():
-                raise ConfigError(
-                    f"model.pretrained: {m.pretrained} not found (the ImageNet checkpoint of the "
-                    "backbone; set model.pretrained=null to train from scratch)"
-                )
-            self.pretrained = load_pretrained_backbone(
-                model, m.pretrained, strict=m.pretrained_strict
-            )
-            if self.main:
-                log.info("model.pretrained: %s", self.pretrained.summary())
-                write_json_atomic(self.run_dir / "pretrained.json", self.pretrained.to_dict())
-        return model
 
     # -------------------------------------------------------------------- checkpointing
 
@@ -275,6 +266,9 @@ class Trainer:
             "step": self.state.step,
             "global_step": self.state.global_step,
             "best_metric": self.state.best_metric,
+            "train_seconds": self.state.seconds,
+            "images_seen": self.state.images,
+            "budget": self.plan.to_dict() if self.plan is not None else None,
             "rng": get_rng_state(),
             **({"description": self.description.replace(val=self.best_val).to_dict()}
                if self.description is not None else {"val": self.best_val}),
@@ -303,6 +297,10 @@ class Trainer:
             if ckpt.get(key) is None:
                 raise CheckpointError(f"{path}: has no {key!r}: weights only, cannot resume")
         unwrap(self.ddp).load_state_dict(ckpt["state_dict"])
+        if ckpt.get("budget"):  # the run's plan, not one for this machine's speed
+            self.length.restore(BudgetPlan.from_dict(ckpt["budget"], str(path)))
+            log.info("%s: continuing its time budget's plan (%.4g min, %d steps)", path,
+                     self.plan.minutes, self.plan.total_steps)  # fmt: skip
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         if ckpt.get("scaler"):
@@ -310,11 +308,12 @@ class Trainer:
         if self.ema is not None and ckpt.get("ema"):
             self.ema.load_state_dict(ckpt["ema"])
         self.state = TrainState(
-            epoch=int(ckpt["epoch"]),
-            step=int(ckpt["step"]),
+            epoch=int(ckpt["epoch"]), step=int(ckpt["step"]),
             global_step=int(ckpt.get("global_step", 0)),
             best_metric=float(ckpt.get("best_metric", -math.inf)),
-        )
+            seconds=float(ckpt.get("train_seconds") or 0.0),
+            images=int(ckpt.get("images_seen") or 0),
+        )  # fmt: skip
         if ckpt.get("rng") is not None:
             set_rng_state(ckpt["rng"])
         desc = ckpt.get("description")
@@ -328,17 +327,10 @@ class Trainer:
         b = self.cfg.train.batch_size
         self.sampler.set_epoch(epoch, start=start_step * b)
         self.train_set.epoch = epoch
-        nw = self.cfg.data.num_workers
-        return DataLoader(
-            self.train_set,
-            batch_size=b,
-            sampler=self.sampler,
-            num_workers=nw,
-            collate_fn=self.collate_fn,
-            pin_memory=self.device.type == "cuda",
-            drop_last=False,
-            persistent_workers=False,
-        )
+        return DataLoader(self.train_set, batch_size=b, sampler=self.sampler,
+                          num_workers=self.cfg.data.num_workers, collate_fn=self.collate_fn,
+                          pin_memory=self.device.type == "cuda", drop_last=False,
+                          persistent_workers=False)  # fmt: skip
 
     def _set_train_mode(self) -> None:
         self.ddp.train()
@@ -381,89 +373,123 @@ class Trainer:
             )
         return out
 
+    @property
+    def plan(self) -> BudgetPlan | None:
+        """The time budget's plan (None: fixed epochs, or the probe still running)."""
+        return self.length.plan
+
     def train_one_epoch(self) -> dict[str, float]:
+        """Train the rest of the current epoch (up to the run's last step); the mean loss parts,
+        images/s and seconds of the steps it made. A time budget's probe is timed here, and cut
+        (the plan made) once it has taken its share of the budget."""
         cfg = self.cfg
         epoch = self.state.epoch
         start = self.state.step
         self._set_train_mode()
         loader = self._loader(epoch, start)
-        total = self.steps_per_epoch
-        bar = None
-        if self.main and cfg.runtime.progress:
-            from tqdm import tqdm
-
-            bar = tqdm(
-                total=total,
-                initial=start,
-                desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
-                dynamic_ncols=True,
-                leave=False,
-            )
+        # in a log: a line per quarter of an epoch, at most one per 20 s (a run has many epochs)
+        bar = Progress(self.length.epoch_steps(epoch), f"epoch {epoch + 1}/{self.length.label()}",
+                       unit="steps", initial=start, enabled=self.main and cfg.runtime.progress,
+                       every_percent=25, min_seconds=20)  # fmt: skip
         sums: dict[str, float] = {}
         count = 0
         t0 = time.perf_counter()
+        probing = self.length.probing
+        self.length.stamps = [t0]
         images = 0
         interval = cfg.train.checkpoint_interval_steps
         for batch in loader:
-            if self.state.step >= total:
+            if self.state.step >= self.length.epoch_steps(epoch):
                 break
             parts = self.train_step(batch)
             self.state.step += 1
             self.state.global_step += 1
             n = int(batch["image"].shape[0]) * self.world
             images += n
+            self.state.images += n
             count += 1
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v
             lr = self.optimizer.param_groups[0]["lr"]
-            if bar is not None:
-                bar.set_postfix(loss=f"{parts['loss']:.4g}", lr=f"{lr:.2e}")
-                bar.update(1)
+            bar.set_postfix(loss=parts["loss"], lr=lr)
+            bar.update(1)
             if self.main and (self.state.step % max(cfg.train.log_interval, 1) == 0):
-                self.logger.log(
-                    "train_steps",
-                    {
-                        "epoch": epoch + 1,
-                        "step": self.state.step,
-                        "global_step": self.state.global_step,
-                        "lr": lr,
-                        **parts,
-                    },
-                    self.state.global_step,
-                )
+                self.logger.log("train_steps", {"epoch": epoch + 1, "step": self.state.step,
+                                                "global_step": self.state.global_step, "lr": lr,
+                                                **parts}, self.state.global_step)  # fmt: skip
+            now = time.perf_counter()
+            if probing and self.length.cut_probe(now, self.state.seconds + now - t0, epoch,
+                                                 self.state.step, self._validates()):  # fmt: skip
+                probing = False
+                bar.set_total(self.length.epoch_steps(epoch))
+            total = self.length.epoch_steps(epoch)
             if interval > 0 and self.state.global_step % interval == 0 and self.state.step < total:
                 self.save(self.last_path)
-        if bar is not None:
-            bar.close()
+        bar.close()
         seconds = time.perf_counter() - t0
+        self.state.seconds += seconds
         means = {k: v / max(count, 1) for k, v in sums.items()}
         means["images_per_s"] = images / seconds if seconds > 0 else float("nan")
         means["epoch_seconds"] = seconds
         return means
 
-    def validate(self) -> dict[str, float] | None:
-        """Run the evaluator (on the EMA weights if configured); None if there is none."""
+    def _evaluator(self) -> Evaluator | None:
+        """The evaluator given, else :func:`evaluate_model` for a pose config with a val set."""
         if self.evaluator is None and isinstance(self.cfg, Config) and self.cfg.data.val_ann:
             self.evaluator = evaluate_model
-        if self.evaluator is None:
+        return self.evaluator
+
+    def validate(self) -> dict[str, float] | None:
+        """Run the evaluator (on the EMA weights if configured); None if there is none.
+
+        Every rank runs it: the built-in :func:`evaluate_model` shards the validation images
+        over the ranks (:func:`fusepose.inference.dataset.run_dataset`), so no rank idles, and
+        a custom evaluator must either do the same or compute the same value on each rank.
+        Every rank returns rank 0's metrics (checkpoint selection agrees everywhere); an error
+        on one rank is raised on all."""
+        if self._evaluator() is None:
             return None
         model = (
             self.ema.module
             if (self.ema is not None and self.cfg.eval.use_ema)
             else unwrap(self.ddp)
         )
-        metrics = None
-        if self.main:
-            was_training = model.training
-            model.eval()
+        metrics, error = None, None
+        was_training = model.training
+        model.eval()
+        try:
             with torch.no_grad():
                 if self.evaluator is evaluate_model:
                     metrics = evaluate_model(model, self.cfg, self.device, self.description)
                 else:
                     metrics = self.evaluator(model, self.cfg, self.device)
+        except Exception as e:  # noqa: BLE001 - raised on every rank below
+            if not self.distributed:
+                raise
+            error = e
+        finally:
             model.train(was_training)
-        dist_utils.barrier()
+        return dist_utils.all_gather_checked(metrics, error)[0]
+
+    def _after_epoch(self, done: int) -> dict[str, float] | None:
+        """Validate after epoch ``done`` (1-based) when the run's length says so, timed into the
+        run's seconds; at the end of a time budget's probe, then make the plan."""
+        probing = self.length.probing
+        metrics, seconds = None, 0.0
+        if self.length.validates_after(done, self.state.global_step):
+            t0 = time.perf_counter()
+            metrics = self.validate()
+            seconds = time.perf_counter() - t0
+            self.state.seconds += seconds
+        if probing:
+            timed = metrics is not None and self.main
+            self.length.make_plan(self.state.global_step, self.state.seconds,
+                                  validate=self._validates(), val_seconds=seconds if timed else 0.0,
+                                  validated=(done,) if timed else ())  # fmt: skip
         return metrics
+
+    def _validates(self) -> bool:
+        return self.cfg.eval.interval > 0 and self._evaluator() is not None
 
     def _val_record(self, value: float, epoch: int, metrics: dict[str, Any]) -> dict[str, Any]:
         """What a checkpoint says about its best validation (``fusepose inspect``)."""
@@ -480,26 +506,22 @@ class Trainer:
             record.update(
                 ann=d.val_ann,
                 images=d.val_images,
-                boxes=("det" if d.det_file else "gt") if self.kind == "top_down" else None,
+                boxes=("det" if d.det_file else "gt") if self.family.needs_boxes else None,
             )
         return record
 
     def fit(self) -> dict[str, Any]:
-        """Train until ``cfg.train.epochs``; returns the last epoch's numbers and the best metric."""
+        """Train until ``cfg.train.epochs`` or the time budget's last step; returns the last
+        epoch's numbers, the best metric and the run's steps, images and seconds."""
         cfg = self.cfg
         last: dict[str, Any] = {}
         if self.main:
-            log.info(
-                "training %s on %s: %d epochs x %d steps, batch %d x %d process(es); run dir %s",
-                self.model_name,
-                self.device,
-                cfg.train.epochs,
-                self.steps_per_epoch,
-                cfg.train.batch_size,
-                self.world,
-                self.run_dir,
-            )
-        while self.state.epoch < cfg.train.epochs:
+            length = (f"{cfg.train.epochs} epochs" if not self.length.budgeted else
+                      f"{cfg.train.time_budget_minutes:.4g} minutes (the first epoch sets the steps)")  # fmt: skip
+            log.info("training %s on %s: %s x %d steps, batch %d x %d process(es); run dir %s",
+                     self.model_name, self.device, length, self.steps_per_epoch,
+                     cfg.train.batch_size, self.world, self.run_dir)  # fmt: skip
+        while not self.length.finished(self.state.epoch, self.state.global_step):
             epoch = self.state.epoch
             stats = self.train_one_epoch()
             # epoch finished: the next checkpoint starts the next epoch at step 0
@@ -510,11 +532,7 @@ class Trainer:
                 "lr": self.optimizer.param_groups[0]["lr"],
                 **stats,
             }
-            ev = cfg.eval.interval
-            is_last = self.state.epoch == cfg.train.epochs
-            metrics = None
-            if ev > 0 and ((epoch + 1) % ev == 0 or is_last):
-                metrics = self.validate()
+            metrics = self._after_epoch(epoch + 1)
             improved = False
             if metrics is not None:
                 value = float(metrics.get(cfg.eval.metric, float("nan")))
@@ -530,10 +548,8 @@ class Trainer:
                 self.save(self.best_path)
             if self.main:
                 self.logger.log("train", row, self.state.global_step)
-                msg = ", ".join(
-                    f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float) and k != "lr"
-                )
-                log.info("epoch %d/%d: %s", epoch + 1, cfg.train.epochs, msg)
+                for line in epoch_lines(f"epoch {epoch + 1}/{self.length.label()}", row):
+                    log.info("%s", line)
             last = row
         self.logger.close()
         return {
@@ -541,6 +557,10 @@ class Trainer:
             "best_metric": self.state.best_metric,
             "run_dir": str(self.run_dir),
             "is_main": self.main,
+            "steps": self.state.global_step,
+            "images_seen": self.state.images,
+            "train_seconds": self.state.seconds,
+            "budget": self.plan.to_dict() if self.plan is not None else None,
         }
 
 

@@ -53,7 +53,9 @@ def score_model(
     desc: ModelDescription | None = None,
 ) -> dict[str, Any]:
     """:func:`evaluate_model` with everything :func:`fusepose.inference.dataset.evaluate_dataset`
-    returns: the metrics, ``results`` (the scored people) and the rest."""
+    returns: the metrics, ``results`` (the scored people) and the rest. ``data.num_workers``
+    threads read the images ahead; in a process group every rank must call it (the images
+    are sharded over the ranks, every rank returns the same metrics)."""
     d = cfg.data
     if d.dataset != "coco":
         raise ConfigError(
@@ -62,9 +64,10 @@ def score_model(
         )
     desc = desc or run_description(cfg)
     predictor = Predictor(model, device=str(device), description=desc, det_file=d.det_file)
+    # every rank of a training run validates its shard of the images (the loop gathers them)
     metrics: dict[str, Any] = evaluate_dataset(
         predictor, d.val_ann, d.val_images, boxes="auto", max_images=d.max_val_images,
-        backend=cfg.eval.backend,
+        backend=cfg.eval.backend, workers=d.num_workers,
     )  # fmt: skip
     if not metrics["results"]:
         log.warning("validation: the model found no people; AP = 0")
@@ -87,7 +90,7 @@ def tag_separation(
     decoder's ``tag_threshold`` as the distance that counts as apart.
     """
     desc = desc or run_description(cfg)
-    if desc.kind != "bottom_up":
+    if not desc.family.tags:
         raise ConfigError(f"model.name: {desc.model} is not bottom-up: it has no tags")
     codec = target_codec(desc, cfg)
     data = build_dataset(cfg, desc, codec, train=False)

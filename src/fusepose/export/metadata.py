@@ -27,8 +27,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fusepose.description import TOP_DOWN_NMS_THR, ModelDescription, TestSettings
+from fusepose.description import ModelDescription, TestSettings
 from fusepose.errors import CheckpointError
+from fusepose.family import Family, get_family
 from fusepose.geometry import IMAGENET_MEAN, IMAGENET_STD, InputGeometry
 from fusepose.skeletons import SKELETONS, Skeleton
 
@@ -39,36 +40,16 @@ _JSON_KEYS = ("keypoint_names", "flip_index", "input", "outputs", "codec", "prep
               "input_size", "description")  # fmt: skip
 
 
-def output_spec(kind: str, num_keypoints: int, input_hw: tuple[Any, Any]) -> list[dict[str, Any]]:
-    """Names, shapes and meaning of the exported outputs for a model kind."""
-    h, w = input_hw
-    k = num_keypoints
-
-    def div(v: Any, s: int) -> Any:
-        return v // s if isinstance(v, int) else f"{v}/{s}"
-
-    if kind == "bottom_up":
-        return [
-            {
-                "name": "out_q",
-                "shape": ["B", 2 * k, div(h, 4), div(w, 4)],
-                "meaning": f"stride-4 maps: channels 0..{k - 1} keypoint heatmaps, channels "
-                f"{k}..{2 * k - 1} associative-embedding tag maps (same keypoint order)",
-            },
-            {
-                "name": "out_h",
-                "shape": ["B", k, div(h, 2), div(w, 2)],
-                "meaning": "stride-2 keypoint heatmaps (higher-resolution head)",
-            },
-        ]
+def output_spec(
+    kind: str | Family, num_keypoints: int, input_hw: tuple[Any, Any]
+) -> list[dict[str, Any]]:
+    """Names, shapes and meaning of the exported outputs of a model family
+    (:attr:`fusepose.family.Family.outputs`)."""
     return [
-        {
-            "name": "heatmaps",
-            "shape": ["B", k, div(h, 4), div(w, 4)],
-            "meaning": "stride-4 keypoint heatmaps of the person crop (final stage only); "
-            "argmax + sub-pixel shift gives crop-input pixels",
-        }
-    ]
+        {"name": o.name, "shape": o.shape(num_keypoints, input_hw),
+         "meaning": o.describe(num_keypoints)}
+        for o in get_family(kind).outputs
+    ]  # fmt: skip
 
 
 def build_metadata(
@@ -80,19 +61,6 @@ def build_metadata(
     """
     kind, k = desc.kind, int(desc.num_keypoints)
     h, w = input_shape[2], input_shape[3]
-    if kind == "bottom_up":
-        pre = {
-            "type": "bottom_up_warp",
-            "rule": "short side -> input_size, long side scaled alike and rounded up to a "
-            "multiple of 64, affine about the image centre; fixed-shape exports letterbox "
-            "the image into the exported H x W instead",
-        }
-    else:
-        pre = {
-            "type": "top_down_warp",
-            "rule": "person box [x, y, w, h] expanded to the input aspect ratio, padded 1.25x, "
-            "affine-warped to H x W",
-        }
     meta: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "model_name": desc.model,
@@ -114,7 +82,7 @@ def build_metadata(
         },
         "outputs": output_spec(kind, k, (h, w)),
         "codec": codec,
-        "preprocess": pre,
+        "preprocess": dict(desc.family.preprocess),
         "description": desc.to_dict(),
     }
     return {PREFIX + k: (json.dumps(v) if k in _JSON_KEYS else str(v)) for k, v in meta.items()}
@@ -186,6 +154,7 @@ def description_from_metadata(meta: dict[str, Any], source: str = "<onnx>") -> M
         codec = dict(meta.get("codec") or {})
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{source}: incomplete fusepose metadata ({e})") from None
+    fam = get_family(kind)  # ConfigError for an unknown kind
     skel = SKELETONS.get(str(meta.get("skeleton") or ""))
     if skel is None or skel.num_keypoints != k:
         names = meta.get("keypoint_names") or [f"kpt{i}" for i in range(k)]
@@ -196,18 +165,18 @@ def description_from_metadata(meta: dict[str, Any], source: str = "<onnx>") -> M
     size = meta.get("input_size") or []
     shape = (meta.get("input") or {}).get("shape") or []
     fixed = len(shape) == 4 and all(isinstance(v, int) for v in shape[2:])
-    if kind == "top_down":
-        geometry = InputGeometry("crop", tuple(size or shape[2:]))
+    if len(fam.geometry_modes) == 1:  # one warp (top-down crops) at the stored size
+        geometry = fam.fixed_geometry(tuple(size or shape[2:]))
     elif fixed:
-        geometry = InputGeometry("letterbox", (shape[2], shape[3]))
+        geometry = fam.fixed_geometry((shape[2], shape[3]))
     else:
-        geometry = InputGeometry.short_side(int(min(size or (512,))))
+        geometry = InputGeometry.of_mode(fam.default_mode, int(min(size or (512,))))
     kwargs = {key: v for key, v in (codec.get("kwargs") or {}).items()
               if key not in ("num_keypoints", "flip_index", "input_size", "heatmap_size")}  # fmt: skip
     return ModelDescription(
         model=str(meta.get("model_name") or ""), kind=kind, num_keypoints=k, skeleton=skel,
         geometry=geometry, codec={"type": codec.get("type", ""), "kwargs": kwargs},
-        test=TestSettings(nms_thr=TOP_DOWN_NMS_THR if kind == "top_down" else None),
+        test=TestSettings(nms_thr=fam.nms_thr),
     )  # fmt: skip
 
 

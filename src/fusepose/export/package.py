@@ -24,7 +24,6 @@ from fusepose.errors import ConfigError
 from fusepose.export.metadata import build_metadata, write_metadata
 from fusepose.export.onnx import export_onnx
 from fusepose.files import json_safe
-from fusepose.geometry import InputGeometry
 from fusepose.models.deploy import InferenceWrapper, output_names
 
 logger = logging.getLogger(__name__)
@@ -37,7 +36,7 @@ def default_dynamic(desc: ModelDescription) -> bool | str:
     H x W (dynamic axes), letterbox and crop inputs are fixed (top-down: the batch of crops)."""
     if desc.geometry.mode == "short_side":
         return True
-    return "batch" if desc.kind == "top_down" else False
+    return "batch" if desc.family.needs_boxes else False  # as many crops as people
 
 
 def _codec_spec(desc: ModelDescription) -> dict[str, Any]:
@@ -75,17 +74,21 @@ def export_model(
     if desc.model != info.name:
         raise ConfigError(f"description of {desc.model!r} given for model {info.name!r}")
     h, w = input_hw or desc.geometry.size
-    if info.kind == "bottom_up" and (h % 32 or w % 32):
-        raise ConfigError(f"bottom-up input {h}x{w}: H and W must be multiples of 32")
+    fam = info.family
+    # checked where the network sees whole images, at the size a user chooses
+    if not fam.needs_boxes and (h % fam.input_multiple or w % fam.input_multiple):
+        raise ConfigError(
+            f"{fam.title} input {h}x{w}: H and W must be multiples of {fam.input_multiple}"
+        )
     if dynamic is not True and (desc.geometry.size != (h, w) or not desc.geometry.fixed):
         # a fixed-shape file runs at its own size (bottom-up: letterboxed into it)
         if desc.geometry.mode == "short_side":
             logger.info("%s: fixed %dx%d export, so images are letterboxed into it (the "
                         "short-side resize needs --dynamic)", info.name, h, w)  # fmt: skip
-        desc = desc.replace(geometry=InputGeometry.fixed_for(desc.kind, (h, w)))
+        desc = desc.replace(geometry=desc.family.fixed_geometry((h, w)))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    names = output_names(info.kind)
+    names = output_names(fam)
     export_onnx(InferenceWrapper(model).eval(), path, (batch, 3, h, w), opset=opset,
                 dynamic=dynamic, output_names=names)  # fmt: skip
     in_shape: list[Any] = [

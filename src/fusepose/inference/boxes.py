@@ -133,7 +133,9 @@ class ImageIds:
                 f"(e.g. {missing[0]}): no image id for them"
             )
 
-    def __call__(self, frame: Frame) -> int:
+    def fixed(self, frame: Frame) -> int | None:
+        """The id the frame's file name gives (the COCO JSON, else a numeric name), or None
+        where the id is sequential (known only in frame order)."""
         if frame.path is not None:
             name = frame.path.name
             if name in self.by_name:
@@ -142,6 +144,12 @@ class ImageIds:
                 raise DataError(f"{frame.path}: not listed in {self.path} (no image id for it)")
             if re.fullmatch(r"\d+", frame.path.stem):
                 return int(frame.path.stem)
+        return None
+
+    def __call__(self, frame: Frame) -> int:
+        iid = self.fixed(frame)
+        if iid is not None:
+            return iid
         iid = self.next_id
         self.next_id += 1
         return iid

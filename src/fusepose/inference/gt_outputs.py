@@ -19,6 +19,7 @@ from fusepose.data.io import read_image
 from fusepose.data.transforms import affine_points
 from fusepose.errors import ConfigError
 from fusepose.evaluation.coco import evaluate_coco
+from fusepose.family import BOTTOM_UP, TOP_DOWN
 
 
 def _flip_keypoints(kp: np.ndarray, width: int, flip_index: Sequence[int]) -> np.ndarray:
@@ -80,12 +81,22 @@ def top_down_gt_hook(predictor, boxes: np.ndarray, keypoints: np.ndarray):
             pts = affine_points(kp[person_of(m)], m)[None]
             if b >= n:
                 pts = _flip_keypoints(pts, width, predictor.flip_index)
-            hm, _w = codec.encode(pts[0])
-            hms.append(hm)
+            hms.append(codec.ideal_outputs(pts[0])[0][0])
         return [np.stack(hms).astype(np.float32)]
 
     return hook
 
+
+def gt_hook(predictor, keypoints: np.ndarray, boxes: np.ndarray | None = None):
+    """The ``output_hook`` of the predictor's family: :func:`bottom_up_gt_hook` (``boxes``
+    unused) or :func:`top_down_gt_hook` (``boxes`` (N, 4): one per person of ``keypoints``)."""
+    return _GT_HOOKS[predictor.family](predictor, keypoints, boxes)
+
+
+_GT_HOOKS = {
+    BOTTOM_UP: lambda predictor, keypoints, _boxes: bottom_up_gt_hook(predictor, keypoints),
+    TOP_DOWN: lambda predictor, keypoints, boxes: top_down_gt_hook(predictor, boxes, keypoints),
+}
 
 ORACLE_PARTS = ("none", "tags", "heatmaps", "both")
 
@@ -101,7 +112,7 @@ def oracle_ap(predictor, ann_file, image_dir, replace: str = "both", backend: st
     """
     if replace not in ORACLE_PARTS:
         raise ConfigError(f"replace={replace!r}: choose from {', '.join(ORACLE_PARTS)}")
-    if predictor.description.kind != "bottom_up":
+    if not predictor.description.family.tags:
         raise ConfigError(f"{predictor.description.model}: oracle_ap needs a bottom-up model")
     k = predictor.description.num_keypoints
     idx = load_coco_keypoints(ann_file)

@@ -13,17 +13,22 @@ file or a bottom-up detector Predictor). The model file says how to run itself::
     Predictor("lmfnet.onnx")                     # exported file: the same description
     Predictor("lmfnet", weights="best.pth")      # name checked against the checkpoint
     Predictor("lmfnet", allow_random_weights=True)
+    Predictor("best.pth", run=RunOptions(num_threads=2), test=TestOptions(flip=False))
+    Predictor("best.pth", num_threads=2, flip=False)   # the same: fields by name
 
-Every keyword a caller passes (``flip``, ``scales``, ``input_size``, ``nms_thr``, ...) overrides
-the stored value. ``predictor.timings`` holds the last call's ``preprocess_ms``, ``network_ms``,
-``decode_ms`` and ``total_ms`` (decode includes the mapping back to the image).
+Options come in three small objects (:mod:`fusepose.inference.options`: how to run, test-time
+settings, person boxes); every test-time value a caller gives (``flip``, ``scales``,
+``input_size``, ``nms_thr``, ...) overrides the stored one. ``predictor.timings`` holds the
+last call's ``preprocess_ms``, ``network_ms``, ``decode_ms`` and ``total_ms`` (decode includes
+the mapping back to the image).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,35 +36,52 @@ import numpy as np
 import torch
 
 from fusepose.assets import sample_image
-from fusepose.codecs.pipelines import build_pipeline
+from fusepose.codecs.pipelines import Prepared, build_pipeline
 from fusepose.data.io import read_image
-from fusepose.description import (
-    Described,
-    ModelDescription,
-    TestSettings,
-    default_description_for,
-)
+from fusepose.description import Described, ModelDescription, default_description_for
 from fusepose.errors import CheckpointError, ConfigError
 from fusepose.evaluation.nms import oks_nms
 from fusepose.export.metadata import read_description
 from fusepose.export.runtime import ExportedNetwork, is_quantized
 from fusepose.geometry import InputGeometry
 from fusepose.inference.auto import AutoChoice, choose_path
-from fusepose.inference.backends import INT8_SCOPE_CHOICES, InferencePath, make_network
+from fusepose.inference.backends import InferencePath, make_network
 from fusepose.inference.boxes import DetectionBoxes, ImageIds, boxes_from_people, whole_image_box
 from fusepose.inference.network import TorchNetwork, resolve_device
+from fusepose.inference.options import BoxOptions, RunOptions, TestOptions, route_options
 from fusepose.inference.sources import Frame, check_image_array, iter_frames, source_kind
 from fusepose.modelfile import default_description, load_model
 from fusepose.models.init import random_inference_weights
 from fusepose.models.registry import create_model, get_model_info
-from fusepose.skeletons import Skeleton, get_skeleton
+from fusepose.skeletons import Skeleton
 from fusepose.structures import PoseResult
+
+# the drawing functions register on import, so a Predictor's results draw and save
+# themselves (PoseResult.plot / save) without fusepose.structures importing OpenCV code
+from fusepose.visualization import writer as _drawing  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ImageIds", "Predictor", "oks_nms"]
+__all__ = ["FrameInput", "ImageIds", "Predictor", "oks_nms"]
 
 Network = Callable[[np.ndarray], list[np.ndarray]]
+# the Predictor's own parameters besides the option fields (suggested for a mistyped keyword)
+_OWN_PARAMETERS = ("model", "weights", "onnx_path", "description", "run", "test", "boxes",
+                   "allow_random_weights")  # fmt: skip
+
+
+@dataclass
+class FrameInput:
+    """A frame made ready for the network (:meth:`Predictor.prepare_frame`).
+
+    frame: the decoded image; prepared: the pipeline's network inputs and what decoding needs;
+    image_id: the result's image id; preprocess_s: seconds the preparation took.
+    """
+
+    frame: Frame
+    prepared: Prepared
+    image_id: int | None
+    preprocess_s: float
 
 
 class Predictor(Described):
@@ -68,68 +90,44 @@ class Predictor(Described):
     Args:
         model: a checkpoint or ``.onnx`` path, a registered name (then ``weights`` or
             ``allow_random_weights``), or an ``nn.Module`` with ``.info`` (its weights are the
-            caller's business). May be omitted when ``weights`` or ``onnx_path`` is given.
-        weights: checkpoint path for a registered name (or the model's name check).
+            caller's business). May be omitted when ``weights`` (or ``onnx_path``) is given.
+        weights: checkpoint or ``.onnx`` path for a registered name (or the model's name check).
         description: run with this :class:`~fusepose.description.ModelDescription` (e.g.
             the training run's, for an ``nn.Module``).
-        device: "cpu", "cuda", "cuda:N" or "auto".
-        backend: "torch", "onnx", "openvino" (both on an ``.onnx`` file) or "auto" (the
-            fastest path whose accuracy guard passes on this CPU, measured once and cached:
-            :mod:`fusepose.inference.auto`; ``predictor.choice`` tells what was chosen).
-            Default: from the file, ``.onnx`` -> onnx.
-        precision: "fp32", "bf16" or "int8" (:mod:`fusepose.inference.backends`; a path this
-            CPU cannot run is a one-line ConfigError). Default: fp32, or an INT8 file's own.
-        int8_scope: "auto" (the model's measured default) or "whole" (the whole graph).
-        calibration: images (paths or BGR arrays) for INT8 calibration and the ``auto`` guard
-            (default: the bundled sample photo; calibration adds 3 synthetic images).
-        flip, scales, input_size, resize, nms_thr, score_thr, kpt_thr, skeleton: override the
-            description's values. ``input_size``: one int (short side / square) or (H, W), in
-            the stored geometry mode; ``resize``: the mode (``short_side``, ``letterbox``,
-            ``crop``). ``nms_thr=0`` turns the top-down OKS-NMS off.
-        detector: top-down models without boxes: a bottom-up model (anything ``model`` takes,
-            with ``detector_weights``) or another Predictor; its people's boxes become crops.
-        det_file: COCO detection JSON with person boxes keyed by image id or file name.
-        batch_size: top-down crops per network call.
-        optimize / compile: torch backend, see :class:`~fusepose.inference.network.TorchNetwork`.
+        run: how the network runs (:class:`~fusepose.inference.options.RunOptions`: device,
+            backend, precision, int8_scope, num_threads, optimize, compile, calibration).
+            ``predictor.choice`` tells what ``backend="auto"`` chose.
+        test: test-time overrides of the description
+            (:class:`~fusepose.inference.options.TestOptions`: flip, scales, input_size,
+            resize, nms_thr, score_thr, kpt_thr, skeleton, codec_kwargs, batch_size).
+        boxes: a top-down model's person boxes
+            (:class:`~fusepose.inference.options.BoxOptions`: detector, detector_weights,
+            det_file, det_thr).
+        allow_random_weights: run a registered name without weights (smoke tests).
+        **options: any field of the three option objects by name (``flip=False``,
+            ``num_threads=2``, ``det_file=...``; and ``onnx_path``, the same as ``weights``),
+            set over ``run`` / ``test`` / ``boxes``. An unknown name is an
+            :class:`~fusepose.inference.options.OptionError` naming the closest valid one.
     """
 
     def __init__(
         self,
         model: Any = None,
         weights: str | Path | None = None,
-        device: str = "cpu",
-        backend: str | None = None,
-        onnx_path: str | Path | None = None,
-        flip: bool | None = None,
-        scales: Sequence[float] | None = None,
-        input_size: int | Sequence[int] | None = None,
-        num_threads: int | None = None,
-        allow_random_weights: bool = False,
-        detector: Any = None,
         *,
-        detector_weights: str | Path | None = None,
-        det_file: str | Path | None = None,
-        det_thr: float = 0.0,
-        skeleton: Any = None,
-        batch_size: int = 16,
-        codec_kwargs: dict[str, Any] | None = None,
-        nms_thr: float | None = None,
-        score_thr: float | None = None,
-        kpt_thr: float | None = None,
-        resize: str | None = None,
         description: ModelDescription | None = None,
-        optimize: bool = True,
-        compile: bool = False,  # noqa: A002 - mirrors torch.compile
-        precision: str | None = None,
-        int8_scope: str = "auto",
-        calibration: Sequence[Any] | None = None,
-        emulate_bf16: bool = False,
+        run: RunOptions | None = None,
+        test: TestOptions | None = None,
+        boxes: BoxOptions | None = None,
+        allow_random_weights: bool = False,
+        **options: Any,
     ) -> None:
-        if num_threads is not None:
-            if int(num_threads) < 1:
-                raise ConfigError(f"threads {num_threads}: must be >= 1")
-            torch.set_num_threads(int(num_threads))
-        self.device = resolve_device(device)
+        onnx_path = options.pop("onnx_path", None)
+        run, test, boxes = route_options(run, test, boxes, options, known=_OWN_PARAMETERS)
+        self.run_options, self.test_options, self.box_options = run, test, boxes
+        if run.num_threads is not None:
+            torch.set_num_threads(run.num_threads)
+        self.device = resolve_device(run.device)
         self.timings: dict[str, float] = {}
         # Optional ``hook(outputs, matrices) -> outputs`` applied between network and decode
         # (outside the timed network step): outputs as returned by the network for one batch,
@@ -137,49 +135,58 @@ class Predictor(Described):
         # Used to decode GT-rendered maps (tests, realistic decode timing with random weights).
         self.output_hook: Callable[[list[np.ndarray], list[np.ndarray]], list[np.ndarray]] | None
         self.output_hook = None
-        self.model: torch.nn.Module | None = None
-        self.runner: ExportedNetwork | None = None
-        self.network: TorchNetwork | None = None
         self.choice: AutoChoice | None = None
-        self._net: Network
-        if int8_scope not in INT8_SCOPE_CHOICES:
-            raise ConfigError(f"int8 scope {int8_scope!r}: use {' or '.join(INT8_SCOPE_CHOICES)}")
 
-        name, path, backend = _what_to_load(model, weights, onnx_path, backend)
-        module, random_weights = None, False
-        onnx_file = path if path is not None and path.suffix.lower() == ".onnx" else None
-        if onnx_file is not None:
-            desc = read_description(onnx_file)
-            if name and desc.model and name != desc.model:
-                raise CheckpointError(f"{path}: exported from {desc.model!r}, not {name!r}")
-        else:
-            module, desc, random_weights = self._torch_model(model, name, path, allow_random_weights)
-        if description is not None:
-            desc = description
-        self.description = self._override(desc, input_size, resize, flip, scales, nms_thr,
-                                          score_thr, kpt_thr, skeleton)  # fmt: skip
+        name, path, backend = _what_to_load(model, weights, onnx_path, run.backend)
+        module, desc, random_weights = self._load(model, name, path, allow_random_weights)
+        self.description = test.apply(description if description is not None else desc)
         info = module.info if module is not None else _registered(self.description.model)
         if self.description.geometry.fixed and info is not None:
             info.check_input_size(self.description.geometry.size)
-        self.pipeline_batch = batch_size
-        self._codec_kwargs = dict(codec_kwargs or {})
-        self.pipeline = build_pipeline(self.description, batch_size=batch_size,
+        self.pipeline_batch = test.batch_size
+        self._codec_kwargs = dict(test.codec_kwargs or {})
+        self.pipeline = build_pipeline(self.description, batch_size=self.pipeline_batch,
                                        **self._codec_kwargs)  # fmt: skip
         if module is not None and random_weights:
             random_inference_weights(module, [torch.from_numpy(self.sample_input())])
+        self._build_network(module, path, backend, run)
+        self._attach_boxes(boxes, allow_random_weights)
+
+    # -------------------------------------------------------------- construction helpers
+
+    def _load(self, model: Any, name: str | None, path: Path | None, allow_random: bool):
+        """What to load: ``(module or None, stored description, random weights?)``; an ONNX
+        file has no module (its network is built by :meth:`_build_network`)."""
+        if path is not None and path.suffix.lower() == ".onnx":
+            desc = read_description(path)
+            if name and desc.model and name != desc.model:
+                raise CheckpointError(f"{path}: exported from {desc.model!r}, not {name!r}")
+            return None, desc, False
+        return self._torch_model(model, name, path, allow_random)
+
+    def _build_network(
+        self, module: torch.nn.Module | None, path: Path | None, backend: str, run: RunOptions
+    ) -> None:
+        """The network of the run options: ``backend="auto"`` measures the paths, else
+        ``make_network`` builds the one asked (``self.backend``, ``self.precision``)."""
+        self.model: torch.nn.Module | None = None
+        self.runner: ExportedNetwork | None = None
+        self.network: TorchNetwork | None = None
+        onnx_file = path if path is not None and path.suffix.lower() == ".onnx" else None
         build = dict(module=module, onnx_file=onnx_file, desc=self.description,
-                     pipeline=self.pipeline, threads=num_threads, device=self.device,
-                     calibration=calibration)  # fmt: skip
+                     pipeline=self.pipeline, threads=run.num_threads, device=self.device,
+                     calibration=run.calibration)  # fmt: skip
         if backend == "auto":
             self.choice = choose_path(model_file=path, **build)
             net, chosen = self.choice.network, self.choice.path
             logger.info("%s", self.choice.describe())
         else:
+            precision = run.precision
             if precision is None:
                 precision = "int8" if onnx_file is not None and is_quantized(onnx_file) else "fp32"
-            chosen = InferencePath(backend, precision, int8_scope)
-            net = make_network(chosen, optimize=optimize, compile=compile,
-                               emulate_bf16=emulate_bf16, **build)  # fmt: skip
+            chosen = InferencePath(backend, precision, run.int8_scope)
+            net = make_network(chosen, optimize=run.optimize, compile=run.compile,
+                               emulate_bf16=run.emulate_bf16, **build)  # fmt: skip
         self.backend = chosen.backend
         self.precision = str(getattr(net, "precision", chosen.precision))
         if isinstance(net, TorchNetwork):
@@ -188,7 +195,7 @@ class Predictor(Described):
         else:
             self.runner = net
             self.model = module
-        self._net = net
+        self._net: Network = net
         if self.runner is not None and self.runner.fixed_hw is not None:
             if self.description.geometry.size != tuple(self.runner.fixed_hw):
                 raise ConfigError(
@@ -197,26 +204,29 @@ class Predictor(Described):
                     "--dynamic or keep the exported size"
                 )
 
-        self.detections = DetectionBoxes(det_file, det_thr) if det_file else None
+    def _attach_boxes(self, boxes: BoxOptions, allow_random: bool) -> None:
+        """The detection file and / or the detector Predictor of a top-down model."""
+        self.detections = DetectionBoxes(boxes.det_file, boxes.det_thr) if boxes.det_file else None
         self.detector: Predictor | None = None
-        if detector is not None:
-            if self.kind != "top_down":
-                raise ConfigError("a detector is only used by top-down models")
-            if isinstance(detector, Predictor):
-                self.detector = detector
-            else:
-                self.detector = Predictor(detector, weights=detector_weights, device=device,
-                                          num_threads=num_threads,
-                                          allow_random_weights=allow_random_weights)  # fmt: skip
-            if self.detector.kind != "bottom_up":
-                raise ConfigError(f"detector {self.detector.model_name!r} must be a bottom-up model")
-            if not isinstance(detector, Predictor):
-                # A detector runs without the AE refine step: refine puts each *missing* joint
-                # at the best heatmap peak with a close tag anywhere in the image (official
-                # HigherHRNet), a guess that does not belong in a person's box.
-                self.detector.set_codec(refine=False)
-
-    # -------------------------------------------------------------- construction helpers
+        detector = boxes.detector
+        if detector is None:
+            return
+        if not self.family.needs_boxes:
+            raise ConfigError("a detector is only used by top-down models")
+        if isinstance(detector, Predictor):
+            self.detector = detector
+        else:
+            run = RunOptions(device=self.run_options.device,
+                             num_threads=self.run_options.num_threads)  # fmt: skip
+            self.detector = Predictor(detector, boxes.detector_weights, run=run,
+                                      allow_random_weights=allow_random)  # fmt: skip
+        if self.detector.family.needs_boxes:
+            raise ConfigError(f"detector {self.detector.model_name!r} must be a bottom-up model")
+        if not isinstance(detector, Predictor):
+            # A detector runs without the AE refine step: refine puts each *missing* joint
+            # at the best heatmap peak with a close tag anywhere in the image (official
+            # HigherHRNet), a guess that does not belong in a person's box.
+            self.detector.set_codec(refine=False)
 
     def _torch_model(self, model: Any, name: str | None, path: Path | None, allow_random: bool):
         """``(module, description, random weights?)`` for the torch backend."""
@@ -244,23 +254,6 @@ class Predictor(Described):
         one crop of the whole image)."""
         img = read_image(sample_image())
         return self.pipeline.prepare(img, whole_image_box(img)).batches[0][:1]
-
-    @staticmethod
-    def _override(desc: ModelDescription, input_size, resize, flip, scales, nms_thr,
-                  score_thr, kpt_thr, skeleton) -> ModelDescription:  # fmt: skip
-        """The description with the caller's values (None = keep the stored one)."""
-        geometry = desc.geometry
-        if resize is not None:
-            geometry = InputGeometry(resize, geometry.size)
-        if input_size is not None:
-            geometry = geometry.with_size(input_size)
-        test = desc.test.to_dict()
-        given = {"flip": flip, "scales": scales, "score_thr": score_thr, "kpt_thr": kpt_thr}
-        test.update({k: v for k, v in given.items() if v is not None})
-        if nms_thr is not None:
-            test["nms_thr"] = float(nms_thr) if nms_thr > 0 else None
-        skel = skeleton if isinstance(skeleton, Skeleton) or skeleton is None else get_skeleton(skeleton)
-        return desc.replace(geometry=geometry, skeleton=skel, test=TestSettings.from_dict(test))
 
     def set_codec(self, **overrides: Any) -> None:
         """Rebuild the pipeline with codec parameters replaced (e.g. ``refine=False``)."""
@@ -352,13 +345,39 @@ class Predictor(Described):
     ) -> PoseResult:
         """Predict one decoded frame (see :meth:`__call__`): people best first, those scored
         below ``score_thr`` (default: the description's) left out; 0 keeps everyone."""
+        return self.predict_prepared(self.prepare_frame(frame, boxes, box_scores, image_id),
+                                     score_thr=score_thr)  # fmt: skip
+
+    def prepare_frame(
+        self,
+        frame: Frame | np.ndarray,
+        boxes: np.ndarray | None = None,
+        box_scores: np.ndarray | None = None,
+        image_id: int | None = None,
+    ) -> FrameInput:
+        """The first half of :meth:`predict_frame`: person boxes (top-down, when not given)
+        and the pipeline's ``prepare`` (warp, normalise, flip copies). Thread-safe unless the
+        boxes come from the detector (:attr:`boxes_need_network`), so a reader thread can run
+        it ahead of the network (``workers`` of the dataset loop and ``fusepose predict``)."""
         if isinstance(frame, np.ndarray):
             frame = Frame(check_image_array(frame), "<array>", 0, None)
-        img = frame.image
         if self.pipeline.needs_boxes and boxes is None:
             boxes, box_scores = self.find_boxes(frame, image_id)
         t0 = time.perf_counter()
-        prepared = self.pipeline.prepare(img, boxes, box_scores)
+        prepared = self.pipeline.prepare(frame.image, boxes, box_scores)
+        return FrameInput(frame, prepared, image_id, time.perf_counter() - t0)
+
+    @property
+    def boxes_need_network(self) -> bool:
+        """A frame without given boxes gets them from the detector network (top-down with a
+        detector and no detection file): :meth:`prepare_frame` then belongs on the thread
+        that runs networks."""
+        return bool(self.pipeline.needs_boxes and self.detections is None
+                    and self.detector is not None)  # fmt: skip
+
+    def predict_prepared(self, inp: FrameInput, score_thr: float | None = None) -> PoseResult:
+        """The second half of :meth:`predict_frame`: network, decode, score threshold."""
+        prepared, img = inp.prepared, inp.frame.image
         t1 = time.perf_counter()
         raw = [self._net(batch) for batch in prepared.batches]
         t2 = time.perf_counter()
@@ -374,12 +393,13 @@ class Predictor(Described):
             people = [p for p in people if p.score >= thr]
         t3 = time.perf_counter()
         self.timings = {
-            "preprocess_ms": (t1 - t0) * 1e3,
+            "preprocess_ms": inp.preprocess_s * 1e3,
             "network_ms": (t2 - t1) * 1e3,
             "decode_ms": (t3 - t2 - hook_s) * 1e3,
-            "total_ms": (t3 - t0 - hook_s) * 1e3,
+            "total_ms": (inp.preprocess_s + t3 - t1 - hook_s) * 1e3,
         }
-        return PoseResult(people, (int(img.shape[0]), int(img.shape[1])), image_id, frame.name)
+        return PoseResult(people, (int(img.shape[0]), int(img.shape[1])), inp.image_id,
+                          inp.frame.name)  # fmt: skip
 
     def find_boxes(self, frame: Frame, image_id: int | None) -> tuple[np.ndarray, np.ndarray]:
         """Person boxes of a frame for a top-down model: the detection file, else the
@@ -403,14 +423,16 @@ def _registered(name: str):
 
 
 def _what_to_load(model: Any, weights: Any, onnx_path: Any, backend: str | None):
-    """``(registered name or None, file path or None, backend)`` of the constructor args."""
-    if backend not in (None, "torch", "onnx", "openvino", "auto"):
-        raise ConfigError(f"backend {backend!r}: use 'torch', 'onnx', 'openvino' or 'auto'")
+    """``(registered name or None, file path or None, backend)`` of the constructor args
+    (``backend`` already checked by :class:`RunOptions`)."""
     name: str | None = None
     path: Path | None = None
     if isinstance(model, str | Path) and not isinstance(model, bool):
         text = str(model)
-        if Path(text).suffix.lower() in (".onnx", ".pth", ".pt", ".ckpt", ".bin") or Path(text).is_file():
+        if (
+            Path(text).suffix.lower() in (".onnx", ".pth", ".pt", ".ckpt", ".bin")
+            or Path(text).is_file()
+        ):
             path = Path(text)
         else:
             name = text

@@ -8,9 +8,12 @@ constant memory. Opening a source that does not exist or cannot be decoded raise
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -19,6 +22,9 @@ from fusepose.data.io import read_image
 from fusepose.errors import FusePoseError, SourceError
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
@@ -70,6 +76,14 @@ def list_images(folder: str | Path) -> list[Path]:
     """Image files directly inside ``folder``, sorted by name."""
     folder = Path(folder)
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def folder_images(folder: str | Path) -> list[Path]:
+    """:func:`list_images`, or SourceError when the folder holds none."""
+    files = list_images(folder)
+    if not files:
+        raise SourceError(f"{folder}: folder contains no images ({', '.join(IMAGE_SUFFIXES)})")
+    return files
 
 
 def source_kind(source: object) -> str:
@@ -166,10 +180,7 @@ def iter_frames(source: object, skipped: list[dict] | None = None) -> Iterator[F
         img = read_image(source, apply_exif=True)  # type: ignore[arg-type]
         return iter([Frame(img, str(source), 0, Path(source))])  # type: ignore[arg-type]
     if kind == "folder":
-        files = list_images(source)  # type: ignore[arg-type]
-        if not files:
-            raise SourceError(f"{source}: folder contains no images ({', '.join(IMAGE_SUFFIXES)})")
-        return _folder_frames(files, skipped)
+        return _folder_frames(folder_images(source), skipped)  # type: ignore[arg-type]
     return iter(VideoSource(source))  # type: ignore[arg-type]
 
 
@@ -201,3 +212,36 @@ def count_frames(source: object) -> int | None:
             cap.release()
         return n or None
     return None
+
+
+def prefetch(items: Iterable[T], load: Callable[[T], R], workers: int = 0) -> Iterator[tuple[T, R]]:
+    """``(item, load(item))`` for each item, in the items' order.
+
+    ``workers`` > 0: ``load`` runs in that many threads, up to ``2 * workers`` items ahead of
+    the consumer, so image decoding (OpenCV releases the GIL) and preprocessing overlap the
+    network on the consuming thread. An exception ``load`` raises comes out at its item, as
+    without workers. ``workers`` 0: plain, one item at a time on the calling thread.
+    """
+    if workers <= 0:
+        for item in items:
+            yield item, load(item)
+        return
+    source = iter(items)
+    pending: deque[tuple[T, Future[R]]] = deque()
+    pool = ThreadPoolExecutor(max_workers=int(workers), thread_name_prefix="fusepose-read")
+    try:
+        for item in source:
+            pending.append((item, pool.submit(load, item)))
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            item, future = pending.popleft()
+            nxt = next(source, _END)
+            if nxt is not _END:
+                pending.append((nxt, pool.submit(load, nxt)))  # type: ignore[arg-type]
+            yield item, future.result()
+    finally:  # the consumer stopped (done, an error, Ctrl-C): drop what was read ahead
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+_END = object()

@@ -10,6 +10,7 @@ from typing import Any
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from fusepose.family import BOTTOM_UP, TOP_DOWN, Family, get_family
 from fusepose.losses.ae import AELoss, TagSeparation, ae_loss_per_image, person_tags
 from fusepose.losses.heatmap import (
     JointsMSELoss,
@@ -21,6 +22,7 @@ from fusepose.losses.heatmap import (
 __all__ = [
     "AELoss",
     "BottomUpLoss",
+    "LOSSES",
     "ClassificationLoss",
     "JointsMSELoss",
     "MultiResolutionHeatmapLoss",
@@ -29,6 +31,7 @@ __all__ = [
     "TopDownLoss",
     "ae_loss_per_image",
     "build_loss",
+    "loss_options",
     "masked_heatmap_mse",
     "person_tags",
 ]
@@ -42,6 +45,13 @@ class BottomUpLoss(nn.Module):
     (list of ``(B, h, w)``) and ``tag_joints`` ``(B, M, K, 2)`` at stride 4.
     Returns ``(total, parts)`` with parts ``heatmap_s4, heatmap_s2, push, pull``.
     """
+
+    # the settings (``loss.*`` of a training config) this loss takes
+    options = ("heatmap_weights", "push_factor", "pull_factor", "ae_type", "heatmap_fg_weight")
+
+    @classmethod
+    def build(cls, num_keypoints: int, **options: Any) -> BottomUpLoss:
+        return cls(num_keypoints, **options)
 
     def __init__(
         self,
@@ -76,6 +86,12 @@ class TopDownLoss(nn.Module):
     ``batch`` holds the codec targets: heatmaps ``(B, K, h, w)`` and weights ``(B, K)``.
     """
 
+    options = ("stage_weights",)  # the settings (``loss.*``) this loss takes
+
+    @classmethod
+    def build(cls, num_keypoints: int, **options: Any) -> TopDownLoss:
+        return cls(**options)  # the same for any keypoint count
+
     def __init__(self, stage_weights: Sequence[float] | None = None) -> None:
         super().__init__()
         self.loss = MultiStageJointsMSELoss(stage_weights)
@@ -109,10 +125,17 @@ class ClassificationLoss(nn.Module):
         return loss, {"ce": loss.detach()}
 
 
-def build_loss(kind: str, num_keypoints: int, **kwargs: Any) -> nn.Module:
-    """The loss for a model ``kind`` (``"bottom_up"`` or ``"top_down"``)."""
-    if kind == "bottom_up":
-        return BottomUpLoss(num_keypoints, **kwargs)
-    if kind == "top_down":
-        return TopDownLoss(**kwargs)
-    raise ValueError(f"unknown model kind {kind!r}")
+# family -> its training loss (a class with ``options`` and ``build(num_keypoints, **options)``)
+LOSSES: dict[Family, Any] = {BOTTOM_UP: BottomUpLoss, TOP_DOWN: TopDownLoss}
+
+
+def build_loss(kind: str | Family, num_keypoints: int, **kwargs: Any) -> nn.Module:
+    """The loss of a model family (a Family or its name ``"bottom_up"`` / ``"top_down"``);
+    ``kwargs``: its options (:func:`loss_options`)."""
+    return LOSSES[get_family(kind)].build(num_keypoints, **kwargs)
+
+
+def loss_options(kind: str | Family, settings: Any) -> dict[str, Any]:
+    """The options of the family's loss read from ``settings`` (any object with those
+    attributes, e.g. a training config's ``loss`` section)."""
+    return {name: getattr(settings, name) for name in LOSSES[get_family(kind)].options}

@@ -106,7 +106,7 @@ def build_classifier(
     except KeyError as e:
         raise ConfigError(f"model.name: {e.args[0]}") from None
     pose = create_model(name, **overrides)
-    if info.kind != "bottom_up" or not isinstance(getattr(pose, "backbone", None), HRNetBackbone):
+    if info.family.needs_boxes or not isinstance(getattr(pose, "backbone", None), HRNetBackbone):
         raise ConfigError(
             f"model.name: {name!r} is {info.kind}; `fusepose pretrain` pretrains the HRNet-style "
             "backbones of the bottom-up models"

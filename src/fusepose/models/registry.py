@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from fusepose.errors import ConfigError
+from fusepose.family import Family, get_family
 
 ModelKind = Literal["bottom_up", "top_down"]
 
@@ -22,12 +23,17 @@ ModelKind = Literal["bottom_up", "top_down"]
 class ModelInfo:
     """What a caller needs to know about a registered model without building it.
 
+    kind: the serialized family (``bottom_up`` / ``top_down``); :attr:`family` is the
+        :class:`~fusepose.family.Family` value code asks.
     input_size: (H, W) in pixels, the paper's input resolution.
     input_multiple: a fixed-size input's H and W must be multiples of this (the network's
         coarsest stride: 32 for the HRNet-family bottom-up nets; 4, the heatmap stride, for the
         top-down ones). 0 = the family default.
     paper: the paper's own figures for this model (e.g. ``params_m``, ``gflops``, ``AP``,
         ``source``); ``{}`` where the paper has none.
+    test_only: a tiny model for the test suite (``test_*``, a few thousand parameters at
+        32-64 px, the real blocks): registered and built like any other, left out of the
+        zoo's listing and table (:func:`zoo_models`).
     """
 
     name: str
@@ -38,10 +44,17 @@ class ModelInfo:
     description: str = ""
     paper: dict[str, Any] = field(default_factory=dict)
     input_multiple: int = 0
+    test_only: bool = False
 
     def __post_init__(self) -> None:
+        fam = get_family(self.kind)
+        object.__setattr__(self, "kind", fam.name)
         if not self.input_multiple:
-            object.__setattr__(self, "input_multiple", 32 if self.kind == "bottom_up" else 4)
+            object.__setattr__(self, "input_multiple", fam.input_multiple)
+
+    @property
+    def family(self) -> Family:
+        return get_family(self.kind)
 
     def check_input_size(self, size: Any, what: str = "input size") -> tuple[int, int]:
         """``(H, W)`` if both are positive multiples of :attr:`input_multiple`, else a
@@ -65,14 +78,16 @@ _INFOS: dict[str, ModelInfo] = {}
 def register_model(
     name: str,
     *,
-    kind: ModelKind,
+    kind: ModelKind | Family,
     input_size: tuple[int, int],
     num_keypoints: int = 17,
     dataset: str = "coco",
     description: str = "",
     paper: dict[str, Any] | None = None,
+    test_only: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator: register ``factory(num_keypoints=..., **overrides) -> nn.Module`` as ``name``."""
+    """Decorator: register ``factory(num_keypoints=..., **overrides) -> nn.Module`` as ``name``
+    (``test_only``: see :class:`ModelInfo`)."""
 
     def decorator(factory: Callable[..., Any]) -> Callable[..., Any]:
         if name in _FACTORIES:
@@ -86,6 +101,7 @@ def register_model(
             dataset=dataset,
             description=description or (factory.__doc__ or "").strip().split("\n")[0],
             paper=dict(paper or {}),
+            test_only=test_only,
         )
         return factory
 
@@ -95,6 +111,13 @@ def register_model(
 def list_models(pattern: str = "*") -> list[str]:
     """Registered model names matching a shell-style ``pattern``, sorted."""
     return sorted(n for n in _FACTORIES if fnmatch.fnmatch(n, pattern))
+
+
+def zoo_models(pattern: str = "*") -> list[str]:
+    """The zoo's models matching ``pattern`` (``fusepose models``): the test-only models are
+    left out unless ``pattern`` matches nothing else (``fusepose models "test_*"``)."""
+    names = list_models(pattern)
+    return [n for n in names if not _INFOS[n].test_only] or names
 
 
 def get_model_info(name: str) -> ModelInfo:

@@ -11,11 +11,14 @@ from fusepose.models.registry import register_model
 
 # ---------------------------------------------------------------- bottom-up (HigherHRNet family)
 
-_HHR_SOURCE = "HigherHRNet official README (architecture.md §2.7); Table 3 of L-MFNet (§3.7)"
-_LMF_SOURCE = "Zhang & Gao 2023, L-MFNet, Tables 2-3 (architecture.md §3.7)"
+_HHR_SOURCE = (
+    "HigherHRNet official README (docs/reconstruction.md#higherhrnet-numbers); "
+    "Table 3 of L-MFNet (docs/reconstruction.md#l-mfnet-tables)"
+)
+_LMF_SOURCE = "Zhang & Gao 2023, L-MFNet, Tables 2-3 (docs/reconstruction.md#l-mfnet-tables)"
 _LMF_NOTE = (
     "the paper's (19.9 M, 2.95 GFLOPs) pair is not reachable by a faithful reconstruction at "
-    "512 input (architecture.md §3.9 points 5-6); compare with measured params/GMACs"
+    "512 input (docs/reconstruction.md#l-mfnet-complexity); compare with measured params/GMACs"
 )
 
 
@@ -92,10 +95,11 @@ def lmfnet_lite(num_keypoints: int = 17, **overrides):
     return _build_bottom_up(num_keypoints, {**_LMF_R1, "head_block": "ghost"}, overrides)
 
 
-# Deployment variant (not in the paper; docs/reconstruction.md "lmfnet_deploy"): L-MFNet R1 at
-# the depth and stem / stage-1 width that `fusepose ablate table3 --budget cpu` trains every row
-# at: one HR module per stage, one Ghost-Block per branch (so one CBAM per stage branch, 10
-# instead of 108), one Shuffle-Neck, one head block. Designed from the CPU profile of
+# Deployment variant, not in the paper
+# (docs/reconstruction.md#lmfnet_deploy-a-deviation-from-the-paper-for-cpus): L-MFNet R1 at the
+# depth and stem / stage-1 width that `fusepose ablate table3 --budget cpu` trains every row at:
+# one HR module per stage, one Ghost-Block per branch (so one CBAM per stage branch, 10 instead
+# of 108), one Shuffle-Neck, one head block. Designed from the CPU profile of
 # docs/performance.md (per-block attention glue and small ops, not MACs, set L-MFNet's time on
 # CPUs with bf16 matrix units); the AP that protocol measures for L-MFNet is this network's.
 _LMF_DEPLOY = {**_LMF_R1, "stem_width": 32, "stage1_planes": 32, "stage1_blocks": 1,
@@ -107,7 +111,7 @@ _LMF_DEPLOY = {**_LMF_R1, "stem_width": 32, "stage1_planes": 32, "stage1_blocks"
     description="L-MFNet deploy variant: 1 HR module per stage, 1 Ghost-Block (with its CBAM) "
     "per branch, 1 Shuffle-Neck, 1 head block, stem 32 (a deviation from the paper)",
     paper={"source": "not in the paper: fusepose's deployment variant of L-MFNet R1 "
-           "(docs/reconstruction.md)"},
+           "(docs/reconstruction.md#lmfnet_deploy-a-deviation-from-the-paper-for-cpus)"},
 )  # fmt: skip
 def lmfnet_deploy(num_keypoints: int = 17, **overrides):
     return _build_bottom_up(num_keypoints, _LMF_DEPLOY, overrides)
@@ -115,14 +119,14 @@ def lmfnet_deploy(num_keypoints: int = 17, **overrides):
 
 # ---------------------------------------------------------------- top-down (SFM family)
 
-_SFM_SOURCE = "Ren et al., arXiv 2107.13693 (abstract + poster); architecture.md §4.2"
+_SFM_SOURCE = "Ren et al., arXiv 2107.13693 (abstract + poster); docs/reconstruction.md#sfm-claims"
 _SFM_PAPER_COCO = {
     "params_m": 1.5, "gflops": 1.7, "AP": 71.7, "AP50": 90.7, "source": _SFM_SOURCE,
 }  # fmt: skip
 _SFM_PAPER_MPII = {
     "params_m": 1.50, "gflops": 1.70, "PCKh@0.5": 89.0, "PCKh@0.1": 42.0, "source": _SFM_SOURCE,
     "note": "the poster quotes the same 1.7 G for COCO 256x192; at 256x256 the same network "
-    "costs 4/3 as much (architecture.md §4.2 observations)",
+    "costs 4/3 as much (docs/reconstruction.md#sfm-claims)",
 }  # fmt: skip
 
 
@@ -186,3 +190,32 @@ def sfm_mpii_noatt(num_keypoints: int = 16, **overrides):
 )  # fmt: skip
 def sfm_mpii_sa(num_keypoints: int = 16, **overrides):
     return _build_sfm(num_keypoints, **{"attention": "spatial", **overrides})
+
+
+# ---------------------------------------------------------------- tiny models for the test suite
+
+# The fast test tier trains, exports and serves these (timm's ``test_*`` entries): the real
+# blocks, heads, deploy wrapper and codecs at a few thousand parameters and 64 px, so a
+# training step or an export takes milliseconds to seconds. They prove that things run and
+# compose, not that they learn; ``fusepose models`` leaves them out (ModelInfo.test_only).
+_TEST_LMFNET = {
+    **_LMF_R1, "stem_width": 8, "stage1_planes": 4, "stage1_blocks": 1, "widths": (4, 8, 12, 16),
+    "modules": (1, 1, 1), "blocks_per_branch": 1, "head_num_blocks": 1, "head_deconv_channels": 4,
+}  # fmt: skip
+_TEST_SFM = {"widths": (8, 8, 16, 16), "depths": (1, 1, 1, 1), "expansion": 2.0, "stem_width": 8}
+
+
+@register_model(
+    "test_lmfnet", kind="bottom_up", input_size=(64, 64), num_keypoints=17, test_only=True,
+    description="test model: L-MFNet R1 blocks (Shuffle-Neck, Ghost, CBAM) at 13 k params, 64 px",
+)  # fmt: skip
+def test_lmfnet(num_keypoints: int = 17, **overrides):
+    return _build_bottom_up(num_keypoints, _TEST_LMFNET, overrides)
+
+
+@register_model(
+    "test_sfm", kind="top_down", input_size=(64, 48), num_keypoints=17, test_only=True,
+    description="test model: SFM + HSA blocks (two pyramids) at 14 k params, 64x48 crops",
+)  # fmt: skip
+def test_sfm(num_keypoints: int = 17, **overrides):
+    return _build_sfm(num_keypoints, **{**_TEST_SFM, **overrides})

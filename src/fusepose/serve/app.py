@@ -40,6 +40,7 @@ from fusepose.data.io import decode_image
 from fusepose.errors import FusePoseError
 from fusepose.inference.predictor import Predictor
 from fusepose.structures import PoseResult
+from fusepose.visualization.writer import people_json  # the API's JSON of a result
 
 logger = logging.getLogger(__name__)
 
@@ -61,20 +62,6 @@ class ApiError(Exception):
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
-
-
-def people_json(result: PoseResult) -> list[dict[str, Any]]:
-    """The people of a result as the API returns them, best first: COCO-format ``keypoints``
-    ``[x, y, score] * K`` (original-image pixels, 3 decimals), ``score``, ``bbox``
-    ``[x, y, w, h]`` (and ``track_id`` when tracked)."""
-    out = []
-    for item, inst in zip(result.to_coco(image_id=0), result.instances, strict=True):
-        person = {"keypoints": item["keypoints"], "score": round(float(inst.score), 5),
-                  "bbox": [round(float(v), 2) for v in inst.box]}  # fmt: skip
-        if "track_id" in item:
-            person["track_id"] = item["track_id"]
-        out.append(person)
-    return out
 
 
 def _page() -> tuple[str, str]:
@@ -189,11 +176,48 @@ def create_app(
     """
     app = FastAPI(title="fusepose", docs_url=None, redoc_url=None, openapi_url=None)
     html, csp = _page()
-    lock = threading.Lock()
-    pending = {"n": 0}
-    pending_lock = threading.Lock()
+    limits = {"max_upload_bytes": max_upload_bytes, "max_pixels": max_pixels,
+              "max_side": max_side, "max_input_factor": max_input_factor}  # fmt: skip
+    health = _health(predictor, limits)
+    runner = _Runner(predictor, max_pending, max_input_factor)
+    _add_error_handlers(app)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page() -> HTMLResponse:
+        return HTMLResponse(html, headers={"Content-Security-Policy": csp,
+                                           "X-Content-Type-Options": "nosniff",
+                                           "Cache-Control": "no-store"})  # fmt: skip
+
+    @app.get("/api/health")
+    async def api_health() -> dict[str, Any]:
+        return health
+
+    @app.post("/api/predict")
+    async def api_predict(request: Request) -> JSONResponse:
+        body = await _read_body(request, max_upload_bytes)
+        data = _image_part(body, request.headers.get("content-type", ""))
+        _check_header(data, max_pixels, max_side)
+        if not runner.admit():
+            return _error(429, f"busy: {max_pending} requests already queued; retry",
+                          headers={"Retry-After": "1"})  # fmt: skip
+        try:
+            image, result, timings = await run_in_threadpool(runner.predict, data)
+        finally:
+            runner.release()
+        h, w = image.shape[:2]
+        return JSONResponse({"image": {"width": int(w), "height": int(h)},
+                             "people": people_json(result), "model": predictor.model_name,
+                             "timings_ms": timings})  # fmt: skip
+
+    if allowed_hosts is not None:
+        app.add_middleware(_HostCheck, hosts=allowed_hosts)
+    return app
+
+
+def _health(predictor: Predictor, limits: dict[str, int]) -> dict[str, Any]:
+    """``GET /api/health``'s answer: the model, how it runs, its keypoints and the limits."""
     desc = predictor.description
-    health = {
+    return {
         "status": "ok",
         "model": predictor.model_name,
         "kind": predictor.kind,
@@ -212,13 +236,12 @@ def create_app(
         },
         "score_thr": desc.test.score_thr,
         "kpt_thr": desc.test.kpt_thr,
-        "limits": {
-            "max_upload_bytes": max_upload_bytes,
-            "max_pixels": max_pixels,
-            "max_side": max_side,
-            "max_input_factor": max_input_factor,
-        },
+        "limits": dict(limits),
     }
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error answers ``{"error": message, "status": code}``; a bug is a logged 500."""
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
@@ -237,68 +260,61 @@ def create_app(
         logger.exception("internal error")
         return _error(500, f"internal error ({type(exc).__name__}); see the server log")
 
-    @app.get("/", response_class=HTMLResponse)
-    async def page() -> HTMLResponse:
-        return HTMLResponse(html, headers={"Content-Security-Policy": csp,
-                                           "X-Content-Type-Options": "nosniff",
-                                           "Cache-Control": "no-store"})  # fmt: skip
 
-    @app.get("/api/health")
-    async def api_health() -> dict[str, Any]:
-        return health
+class _Runner:
+    """The Predictor behind the app: one request at a time runs it (a lock around the
+    network), at most ``max_pending`` wait for it or hold it."""
 
-    @app.post("/api/predict")
-    async def api_predict(request: Request) -> JSONResponse:
-        body = await _read_body(request, max_upload_bytes)
-        data = _image_part(body, request.headers.get("content-type", ""))
-        _check_header(data, max_pixels, max_side)
-        with pending_lock:
-            if pending["n"] >= max_pending:
-                return _error(429, f"busy: {max_pending} requests already queued; retry",
-                              headers={"Retry-After": "1"})  # fmt: skip
-            pending["n"] += 1
-        try:
-            image, result, timings = await run_in_threadpool(_predict, data)
-        finally:
-            with pending_lock:
-                pending["n"] -= 1
-        h, w = image.shape[:2]
-        return JSONResponse({"image": {"width": int(w), "height": int(h)},
-                             "people": people_json(result), "model": predictor.model_name,
-                             "timings_ms": timings})  # fmt: skip
+    def __init__(self, predictor: Predictor, max_pending: int, max_input_factor: int) -> None:
+        self.predictor = predictor
+        self.max_pending = int(max_pending)
+        self.max_input_factor = int(max_input_factor)
+        self.geometry_pixels = int(np.prod(predictor.description.geometry.size))
+        self.lock = threading.Lock()
+        self.pending = 0
+        self.pending_lock = threading.Lock()
 
-    geometry_pixels = int(np.prod(desc.geometry.size))
+    def admit(self) -> bool:
+        """Count a request in; False when ``max_pending`` are already in (answer 429)."""
+        with self.pending_lock:
+            if self.pending >= self.max_pending:
+                return False
+            self.pending += 1
+            return True
 
-    def _check_input(hw: tuple[int, int]) -> None:
+    def release(self) -> None:
+        with self.pending_lock:
+            self.pending -= 1
+
+    def check_input(self, hw: tuple[int, int]) -> None:
         """A whole-image (bottom-up) input grows with the image's aspect ratio under the
         short-side resize: refuse one over ``max_input_factor`` x the model's input area
         (a 2 x 3000 strip would become a 64 x 96000 input)."""
+        predictor = self.predictor
         if predictor.pipeline.needs_boxes:
             return  # top-down crops are the model's fixed size
         largest = max(getattr(predictor.pipeline, "scales", (1.0,)))
         _m, (w_in, h_in) = predictor.warp_matrix(hw, largest)
-        if w_in * h_in > max_input_factor * geometry_pixels:
+        if w_in * h_in > self.max_input_factor * self.geometry_pixels:
             raise ApiError(413, f"image of {hw[1]}x{hw[0]} pixels: the network input would be "
-                           f"{w_in}x{h_in}, over {max_input_factor} x the model's "
-                           f"{desc.geometry.describe()} (aspect ratio too extreme)")  # fmt: skip
+                           f"{w_in}x{h_in}, over {self.max_input_factor} x the model's "
+                           f"{predictor.description.geometry.describe()} (aspect ratio too "
+                           "extreme)")  # fmt: skip
 
-    def _predict(data: bytes) -> tuple[np.ndarray, PoseResult, dict[str, float]]:
+    def predict(self, data: bytes) -> tuple[np.ndarray, PoseResult, dict[str, float]]:
+        """Decode an upload (EXIF applied) and run the Predictor on it (in a worker thread)."""
         try:
             image = decode_image(data, "upload", apply_exif=True)
         except FusePoseError as e:
             raise ApiError(400, str(e)) from None
-        _check_input(image.shape[:2])
-        with lock:
+        self.check_input(image.shape[:2])
+        with self.lock:
             try:
-                result = predictor.predict_frame(image)
+                result = self.predictor.predict_frame(image)
             except FusePoseError as e:  # e.g. an image the model's geometry cannot take
                 raise ApiError(400, str(e)) from None
-            timings = {k: round(v, 2) for k, v in predictor.timings.items()}
+            timings = {k: round(v, 2) for k, v in self.predictor.timings.items()}
         return image, result, timings
-
-    if allowed_hosts is not None:
-        app.add_middleware(_HostCheck, hosts=allowed_hosts)
-    return app
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -1,6 +1,7 @@
 """One configurable multi-resolution (HRNet) backbone for HigherHRNet, L-MFNet and ablations.
 
-Layer-by-layer description: architecture.md §2.1 (HigherHRNet-W32) and §3.2 (L-MFNet R1).
+Layer-by-layer description: docs/reconstruction.md#higherhrnet-layers (HigherHRNet-W32) and
+docs/reconstruction.md#l-mfnet-layers (L-MFNet R1).
 A variant is a frozen :class:`HRNetConfig`; the module names are ours and the official
 HigherHRNet checkpoint names are mapped onto them by :mod:`fusepose.models.convert`.
 """
@@ -24,7 +25,7 @@ BranchBlock = Literal["basic", "ghost"]
 
 @dataclass(frozen=True)
 class GhostConfig:
-    """Ghost-Block options (architecture.md §3.4, ambiguities L1, L2, L7)."""
+    """Ghost-Block options (docs/reconstruction.md#l-mfnet-choices, L1, L2, L7)."""
 
     kernel_size: int = 1  # primary conv kernel: 1 (GhostNet, R1) or 3 ("paper budget", R2)
     attention: bool = True  # CBAM inside every Ghost-Block

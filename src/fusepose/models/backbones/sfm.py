@@ -1,5 +1,5 @@
 """SFM ("slender fusion model") backbone: two cascaded U-shaped pyramids joined by additive
-bridges, HSA on every decoder node (architecture.md §4.3, recommended interpretation).
+bridges, HSA on every decoder node (an interpretation: docs/reconstruction.md#sfm-topology).
 
 At input ``(B, 3, H, W)`` the levels l = 0..3 run at strides 4, 8, 16, 32 with widths
 ``(48, 64, 80, 96)``. Pyramid p > 0 takes the previous pyramid's finest decoder output as

@@ -1,4 +1,4 @@
-"""GhostNet's Ghost module and L-MFNet's Ghost-Block (architecture.md §3.4, §7)."""
+"""GhostNet's Ghost module and L-MFNet's Ghost-Block (docs/reconstruction.md#ghost-block)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """High-Level Spatial Attention (HSA) of SFM (Ren et al., arXiv 2107.13693), as interpreted in
-architecture.md §4.4 (the paper's own definition could not be read).
+docs/reconstruction.md#hsa (the paper's own definition could not be read).
 
 Modes (all keep the input shape ``(B, C, H, W)``):
 

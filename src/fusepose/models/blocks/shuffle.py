@@ -1,4 +1,7 @@
-"""ShuffleNetV2 channel split / shuffle and L-MFNet's Shuffle-Neck (architecture.md §3.3)."""
+"""ShuffleNetV2 channel split / shuffle and L-MFNet's Shuffle-Neck.
+
+Reconstruction: docs/reconstruction.md#shuffle-neck.
+"""
 
 from __future__ import annotations
 

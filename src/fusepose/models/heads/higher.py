@@ -1,4 +1,4 @@
-"""HigherHRNet heads and the full bottom-up model (architecture.md §2.1 rows 10-12, §2.3).
+"""HigherHRNet heads and the full bottom-up model (docs/reconstruction.md#higherhrnet-heads).
 
 ``HigherHRNet.forward(x) -> (out_q, out_h)``:
 ``out_q (B, 2K, H/4, W/4)`` = K heatmaps then K associative-embedding tag maps;

@@ -14,7 +14,7 @@ simultaneous medians. Rows go through the real :class:`~fusepose.inference.Predi
   optimized module eagerly with the same geometry (``raw_torch`` adds the unmodified module).
 - Extra sections: decode share with flip off / on, ORT 1 vs N threads, the INT8 path
   (:mod:`fusepose.benchmark.int8_study`), and a FLOP-bound limit from the measured peak MAC
-  rate (:mod:`fusepose.benchmark.machine`). Markdown: :mod:`fusepose.benchmark.report`.
+  rate (:mod:`fusepose.benchmark.machine`). Markdown: :mod:`fusepose.experiments.perf_report`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,26 +35,34 @@ from fusepose.benchmark.complexity import measure_registered
 from fusepose.benchmark.int8_study import int8_checkpoint_ap, int8_model
 from fusepose.benchmark.latency import benchmark, default_image, gt_people
 from fusepose.benchmark.machine import flop_bound_ms, mac_classes, machine_info, measure_peak
-from fusepose.benchmark.report import to_markdown, write_outputs
 from fusepose.codecs.pipelines import build_pipeline
 from fusepose.data.io import read_image
 from fusepose.description import default_description_for
 from fusepose.errors import ConfigError, DataError
 from fusepose.evaluation.compare import match_keypoint_error, matched_keypoint_distances
+from fusepose.experiments.perf_report import to_markdown, write_outputs
+from fusepose.experiments.perf_rows import (
+    DEFAULT_MODELS,
+    PerfConfig,
+    Row,
+    _guard_images,
+    best_paths,
+    checkpoint_guards,
+    row_guards,
+)
 from fusepose.export.cache import export_cached
 from fusepose.export.optimize import optimize_for_inference
 from fusepose.export.quantize import int8_scope
 from fusepose.export.runtime import OnnxRunner, session_options
-from fusepose.geometry import InputGeometry
+from fusepose.family import get_family
 from fusepose.inference.backends import unavailable
 from fusepose.inference.boxes import whole_image_box
-from fusepose.inference.gt_outputs import bottom_up_gt_hook, top_down_gt_hook
-from fusepose.inference.guard import guard
+from fusepose.inference.gt_outputs import gt_hook
 from fusepose.inference.predictor import Predictor
 from fusepose.modelfile import load_weights
 from fusepose.models.init import random_inference_weights
 from fusepose.models.registry import create_model
-from fusepose.structures import PoseResult
+from fusepose.progress import track
 
 logger = logging.getLogger(__name__)
 
@@ -72,72 +80,10 @@ __all__ = [
     "write_outputs",
 ]
 
-DEFAULT_MODELS = ("lmfnet", "higherhrnet_w32", "sfm_coco")
 # "torch-compile": the eager (optimized, channels-last) module under torch.compile; it is
 # compiled during the warmup runs (minutes per model on a small CPU), so it is opt-in.
 BACKENDS = ("onnx", "torch", "torch-compile", "openvino")
 
-
-@dataclass
-class PerfConfig:
-    """What ``run_perf`` measures. ``input_size``: bottom-up (H, W) of the fixed export."""
-
-    models: Sequence[str] = DEFAULT_MODELS
-    baseline: str = "higherhrnet_w32"
-    backends: Sequence[str] = ("onnx", "torch", "openvino")
-    precisions: Sequence[str] = ("fp32", "bf16", "int8")
-    threads: int = 2
-    runs: int = 10
-    warmup: int = 2
-    image: str | None = None
-    input_size: tuple[int, int] = (512, 512)
-    int8: Sequence[str] = ("lmfnet",)
-    int8_calibration: int = 4
-    flip_section: bool = True
-    threads_section: bool = True
-    peak_section: bool = True
-    raw_torch: bool = False
-    workdir: str = str(Path.home() / ".cache" / "fusepose" / "perf")
-    weights: dict[str, str] = field(default_factory=dict)
-    int8_checkpoint: str | None = None
-    peers: dict[str, str] = field(default_factory=dict)
-    seed: int = 0
-
-
-# ------------------------------------------------------------------------------ rows
-
-
-@dataclass
-class Row:
-    """One table row: a model on one backend at one precision."""
-
-    model: str
-    backend: str
-    precision: str = "fp32"
-    kind: str = ""
-    input_size: list[int] = field(default_factory=list)
-    params_m: float = 0.0
-    gmacs: float = 0.0
-    gmacs_repo: float = 0.0
-    preprocess_ms: float = 0.0
-    network_ms: float = 0.0
-    decode_ms: float = 0.0
-    total_ms: float = 0.0
-    total_min_ms: float = 0.0
-    fps: float = 0.0
-    speedup_total: float | None = None
-    speedup_network: float | None = None
-    people: int = 0
-    int8_scope: str | None = None
-    weights: str = ""
-    guard: dict[str, Any] | None = None
-    guard_passed: bool | None = None
-
-    @property
-    def label(self) -> str:
-        prec = "" if self.precision == "fp32" else " " + self.precision
-        scope = " whole" if self.int8_scope == "whole" else ""
-        return f"{self.model} [{self.backend}{prec}{scope}]"
 
 
 
@@ -175,7 +121,7 @@ def _build(name: str, cfg: PerfConfig, image: np.ndarray):
 
 def model_input_hw(model: Any, cfg: PerfConfig) -> tuple[int, int]:
     """Bottom-up: ``cfg.input_size``; top-down: the model's own crop size."""
-    if model.info.kind == "bottom_up":
+    if not model.info.family.needs_boxes:
         return int(cfg.input_size[0]), int(cfg.input_size[1])
     h, w = model.info.input_size
     return int(h), int(w)
@@ -183,7 +129,7 @@ def model_input_hw(model: Any, cfg: PerfConfig) -> tuple[int, int]:
 
 def _description(model: Any, hw: tuple[int, int]):
     """Fixed-shape rows: bottom-up letterboxed into ``hw``, top-down crops of ``hw``."""
-    return default_description_for(model.info, geometry=InputGeometry.fixed_for(model.info.kind, hw))
+    return default_description_for(model.info, geometry=model.info.family.fixed_geometry(hw))
 
 
 def _predictor(source: Any, desc: Any, cfg: PerfConfig, flip: bool = False,
@@ -201,10 +147,7 @@ def _predictor(source: Any, desc: Any, cfg: PerfConfig, flip: bool = False,
 def _hook(pred, gt, boxes, use_gt: bool) -> None:
     if gt is None or not use_gt:
         return
-    if pred.kind == "bottom_up":
-        pred.output_hook = bottom_up_gt_hook(pred, gt[0])
-    else:
-        pred.output_hook = top_down_gt_hook(pred, boxes, gt[0])
+    pred.output_hook = gt_hook(pred, gt[0], boxes)
 
 
 def _fill(row: Row, res) -> Row:
@@ -219,135 +162,190 @@ def _fill(row: Row, res) -> Row:
 # ------------------------------------------------------------------------------ main
 
 
-def run_perf(cfg: PerfConfig, progress=None) -> dict[str, Any]:
-    """Measure everything in ``cfg``; returns the JSON-able result (see :func:`to_markdown`)."""
-    say = progress or (lambda msg: logger.info("%s", msg))
+@dataclass
+class _Session:
+    """What one :func:`run_perf` call builds up, model by model: the benchmark image and its
+    ground truth, the rows and their predictors (one per row, in order), each model's built
+    parts (``built[name]``: model, optimized module, input, ONNX file, kind, description,
+    weights), the paths this CPU skips and the INT8 calibrations. A new kind of row is one
+    more entry of :func:`_variants`; a new section reads ``built``."""
+
+    cfg: PerfConfig
+    say: Callable[[str], None]
+    path: Path
+    image: np.ndarray
+    gt: Any
+    boxes: np.ndarray
+    workdir: Path
+    rows: list[Row] = field(default_factory=list)
+    preds: list[tuple[str, Any]] = field(default_factory=list)
+    built: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    int8_info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def use_gt(self) -> bool:
+        return not self.cfg.weights
+
+
+def _session(cfg: PerfConfig, say: Callable[[str], None]) -> _Session:
     if cfg.runs < 1 or cfg.warmup < 0 or cfg.threads < 1:
         raise ConfigError("runs must be >= 1, warmup >= 0 and threads >= 1")
     bad = [b for b in cfg.backends if b not in BACKENDS]
     if bad or not cfg.backends:
         raise ConfigError(f"backends {list(cfg.backends)}: use some of {', '.join(BACKENDS)}")
-    models = list(dict.fromkeys([*cfg.models, cfg.baseline] if cfg.baseline else cfg.models))
     workdir = Path(cfg.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     path, image, gt = _image(cfg)
     h_img, w_img = image.shape[:2]
     boxes = gt[1] if gt is not None else np.array([[0.0, 0.0, w_img - 1.0, h_img - 1.0]])
-    use_gt = not cfg.weights
+    return _Session(cfg, say, path, image, gt, boxes, workdir)
 
-    rows: list[Row] = []
-    preds: list[tuple[str, Any]] = []
-    built: dict[str, dict[str, Any]] = {}
-    skipped: list[dict[str, str]] = []
-    int8_info: dict[str, Any] = {}
+
+def _variants(s: _Session, name: str, onnx_path: Path | None, eager: Any, hw: tuple[int, int]
+              ) -> list[tuple[str, str, str | None, Any]]:  # fmt: skip
+    """The rows of model ``name``: ``(backend, precision, int8 scope, source)`` for every
+    backend x precision this CPU runs (INT8 models quantized here; the others skipped with
+    their reason)."""
+    cfg = s.cfg
+    variants: list[tuple[str, str, str | None, Any]] = []
+    for backend in cfg.backends:
+        for prec in cfg.precisions:
+            if prec == "int8" and name not in cfg.int8:
+                continue
+            if backend == "torch-compile" and prec != "fp32":
+                continue
+            reason = unavailable("torch" if backend == "torch-compile" else backend, prec)
+            if reason:
+                s.skipped.append({"model": name, "backend": backend, "precision": prec,
+                                  "why": reason})  # fmt: skip
+                continue
+            if prec != "int8":
+                src = onnx_path if backend in ("onnx", "openvino") else eager
+                variants.append((backend, prec, None, src))
+                continue
+            scopes = ["auto"] + (["whole"] if int8_scope(name) is not None else [])
+            for scope in scopes:
+                s.say(f"INT8 {name} ({scope})")
+                q_path, calib = int8_model(onnx_path, hw, cfg.int8_calibration, cfg.seed,
+                                           scope=scope)  # fmt: skip
+                s.built[name]["int8" if scope == "auto" else "int8_whole"] = q_path
+                s.int8_info.setdefault(name, {})[scope] = {"calibration": calib,
+                                                           "path": str(q_path)}  # fmt: skip
+                variants.append((backend, prec, scope, q_path))
+    return variants
+
+
+def _add_model(s: _Session, name: str) -> None:
+    """Build model ``name`` (random or given weights), export it once, add its rows."""
+    cfg = s.cfg
+    s.say(f"preparing {name}")
+    model, weights = _build(name, cfg, s.image)
+    hw = model_input_hw(model, cfg)
+    desc = _description(model, hw)
+    comp = measure_registered(name, [hw])[hw]
+    fast = optimize_for_inference(model)
+    eager = optimize_for_inference(model, channels_last=True)
+    eager.info = model.info
     files = any(b in cfg.backends for b in ("onnx", "openvino"))
-    for name in models:
-        say(f"preparing {name}")
-        model, weights = _build(name, cfg, image)
-        hw = model_input_hw(model, cfg)
-        desc = _description(model, hw)
-        comp = measure_registered(name, [hw])[hw]
-        fast = optimize_for_inference(model)
-        eager = optimize_for_inference(model, channels_last=True)
-        eager.info = model.info
-        onnx_path = export_cached(model, name, hw, workdir, "opt", desc=desc) if files else None
-        built[name] = {"model": model, "fast": fast, "hw": hw, "onnx": onnx_path,
-                       "kind": model.info.kind, "desc": desc, "weights": weights}  # fmt: skip
-        variants: list[tuple[str, str, str | None, Any]] = []
-        for backend in cfg.backends:
-            for prec in cfg.precisions:
-                if prec == "int8" and name not in cfg.int8:
-                    continue
-                if backend == "torch-compile" and prec != "fp32":
-                    continue
-                reason = unavailable("torch" if backend == "torch-compile" else backend, prec)
-                if reason:
-                    skipped.append({"model": name, "backend": backend, "precision": prec,
-                                    "why": reason})  # fmt: skip
-                    continue
-                if prec != "int8":
-                    src = onnx_path if backend in ("onnx", "openvino") else eager
-                    variants.append((backend, prec, None, src))
-                    continue
-                scopes = ["auto"] + (["whole"] if int8_scope(name) is not None else [])
-                for scope in scopes:
-                    say(f"INT8 {name} ({scope})")
-                    q_path, calib = int8_model(onnx_path, hw, cfg.int8_calibration, cfg.seed,
-                                               scope=scope)  # fmt: skip
-                    built[name]["int8" if scope == "auto" else "int8_whole"] = q_path
-                    int8_info.setdefault(name, {})[scope] = {"calibration": calib,
-                                                             "path": str(q_path)}  # fmt: skip
-                    variants.append((backend, prec, scope, q_path))
-        if cfg.raw_torch and "torch" in cfg.backends:
-            variants.append(("torch-raw", "fp32", None, model))
-        for backend, prec, scope, src in variants:
-            pred = _predictor(src, desc, cfg, compile=backend == "torch-compile",
-                              backend=backend if isinstance(src, Path) else None,
-                              precision=prec)  # fmt: skip
-            _hook(pred, gt, boxes, use_gt)
-            row = Row(name, backend, prec, model.info.kind, list(hw), round(comp.params / 1e6, 3),
-                      round(comp.macs / 1e9, 3), round(comp.macs_repo / 1e9, 3),
-                      int8_scope=scope, weights=weights)  # fmt: skip
-            rows.append(row)
-            preds.append((row.label, pred))
+    onnx_path = export_cached(model, name, hw, s.workdir, "opt", desc=desc) if files else None
+    s.built[name] = {"model": model, "fast": fast, "hw": hw, "onnx": onnx_path,
+                     "kind": model.info.kind, "desc": desc, "weights": weights}  # fmt: skip
+    variants = _variants(s, name, onnx_path, eager, hw)
+    if cfg.raw_torch and "torch" in cfg.backends:
+        variants.append(("torch-raw", "fp32", None, model))
+    for backend, prec, scope, src in variants:
+        pred = _predictor(src, desc, cfg, compile=backend == "torch-compile",
+                          backend=backend if isinstance(src, Path) else None,
+                          precision=prec)  # fmt: skip
+        _hook(pred, s.gt, s.boxes, s.use_gt)
+        row = Row(name, backend, prec, model.info.kind, list(hw), round(comp.params / 1e6, 3),
+                  round(comp.macs / 1e9, 3), round(comp.macs_repo / 1e9, 3),
+                  int8_scope=scope, weights=weights)  # fmt: skip
+        s.rows.append(row)
+        s.preds.append((row.label, pred))
+
+
+def _time_rows(s: _Session) -> None:
+    """The peers' rows added, every row timed, interleaved run by run; speed-ups against the
+    baseline's fp32 row on the same backend."""
+    cfg = s.cfg
     for peer, file in cfg.peers.items():
         runner = PeerNetwork(file, cfg.threads, cfg.input_size)
-        rows.append(Row(peer, "onnx", "fp32", "peer", list(runner.input_shape[2:]),
-                        weights=f"peer file {Path(file).name}"))  # fmt: skip
-        preds.append((rows[-1].label, runner))
-
-    say(f"timing {len(preds)} rows x {cfg.runs} runs, interleaved")
-    results = benchmark(preds, image, boxes=boxes, runs=cfg.runs, warmup=cfg.warmup)
-    for row, res in zip(rows, results, strict=True):
+        s.rows.append(Row(peer, "onnx", "fp32", "peer", list(runner.input_shape[2:]),
+                          weights=f"peer file {Path(file).name}"))  # fmt: skip
+        s.preds.append((s.rows[-1].label, runner))
+    s.say(f"timing {len(s.preds)} rows x {cfg.runs} runs, interleaved")
+    results = benchmark(s.preds, s.image, boxes=s.boxes, runs=cfg.runs, warmup=cfg.warmup,
+                        progress=True)
+    for row, res in zip(s.rows, results, strict=True):
         _fill(row, res)
-    for row in rows:
-        ref = next((r for r in rows if r.model == cfg.baseline and r.backend == row.backend
+    for row in s.rows:
+        ref = next((r for r in s.rows if r.model == cfg.baseline and r.backend == row.backend
                     and r.precision == "fp32"), None)  # fmt: skip
         if ref is not None and row.total_ms > 0:
             row.speedup_total = round(ref.total_ms / row.total_ms, 3)
             row.speedup_network = round(ref.network_ms / row.network_ms, 3)
 
-    out: dict[str, Any] = {
-        "command": "fusepose perf",
-        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
-        "machine": machine_info(),
-        "image": str(path),
-        "image_size": [h_img, w_img],
-        "decode_maps": "ground-truth rendered (random weights)" if use_gt else "network outputs",
-        "rows": [asdict(r) | {"label": r.label} for r in rows],
-        "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
-    }
-    out["ratios"] = _ratios(rows, models)
-    say("accuracy guards: decoded keypoints of every path against fp32 on the COCO images")
-    row_guards(rows, [p for _, p in preds], _guard_images(path))
-    for name, scopes in int8_info.items():
+
+def _guards(s: _Session, out: dict[str, Any]) -> None:
+    """Every row's accuracy guard; the INT8 paths' verdicts; with ``int8_checkpoint``, the AP
+    of every path on the trained checkpoint, whose verdict then decides its model's rows."""
+    cfg = s.cfg
+    s.say("accuracy guards: decoded keypoints of every path against fp32 on the COCO images")
+    row_guards(s.rows, [p for _, p in s.preds], _guard_images(s.path))
+    for name, scopes in s.int8_info.items():
         for scope, info in scopes.items():
-            row = next(r for r in rows if r.model == name and r.precision == "int8"
+            row = next(r for r in s.rows if r.model == name and r.precision == "int8"
                        and r.int8_scope == scope)  # fmt: skip
             info.update(weights=row.weights, guard=row.guard)
-    if int8_info:
-        out["int8"] = int8_info
+    if s.int8_info:
+        out["int8"] = s.int8_info
     if cfg.int8_checkpoint:
-        say(f"AP of every path with {cfg.int8_checkpoint}")
+        s.say(f"AP of every path with {cfg.int8_checkpoint}")
         img0 = default_image()
         ann = img0.parent / "test_coco.json" if img0 is not None else None
         if ann is None or not ann.is_file():
             raise DataError("--int8-checkpoint needs the shared COCO samples (test_coco.json)")
-        out["int8_checkpoint"] = int8_checkpoint_ap(cfg.int8_checkpoint, ann, workdir,
+        out["int8_checkpoint"] = int8_checkpoint_ap(cfg.int8_checkpoint, ann, s.workdir,
                                                     threads=cfg.threads)  # fmt: skip
-        checkpoint_guards(rows, out["int8_checkpoint"])
-    out["rows"] = [asdict(r) | {"label": r.label} for r in rows]
-    out["best"] = best_paths(rows, models, cfg.baseline)
-    out["skipped"] = skipped
+        checkpoint_guards(s.rows, out["int8_checkpoint"])
+
+
+def run_perf(cfg: PerfConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Measure everything in ``cfg``; returns the JSON-able result (see :func:`to_markdown`).
+    ``progress(message)`` hears each stage (default: the log); building the models shows a
+    :class:`fusepose.progress.Progress`."""
+    say = progress or (lambda msg: logger.info("%s", msg))
+    s = _session(cfg, say)
+    models = list(dict.fromkeys([*cfg.models, cfg.baseline] if cfg.baseline else cfg.models))
+    for name in track(models, desc="perf: models", unit="models"):
+        _add_model(s, name)
+    _time_rows(s)
+    out: dict[str, Any] = {
+        "command": "fusepose perf",
+        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
+        "machine": machine_info(),
+        "image": str(s.path),
+        "image_size": list(s.image.shape[:2]),
+        "decode_maps": "ground-truth rendered (random weights)" if s.use_gt else "network outputs",
+        "rows": [asdict(r) | {"label": r.label} for r in s.rows],
+        "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+    }
+    out["ratios"] = _ratios(s.rows, models)
+    _guards(s, out)
+    out["rows"] = [asdict(r) | {"label": r.label} for r in s.rows]
+    out["best"] = best_paths(s.rows, models, cfg.baseline)
+    out["skipped"] = s.skipped
     if cfg.flip_section:
         say("decode with flip off / on")
-        out["flip"] = flip_section(built, image, gt, boxes, cfg, use_gt)
+        out["flip"] = flip_section(s.built, s.image, s.gt, s.boxes, cfg, s.use_gt)
     if cfg.threads_section and "onnx" in cfg.backends:
         say("ONNX Runtime 1 vs N threads")
-        out["threads"] = threads_section(built, cfg)
+        out["threads"] = threads_section(s.built, cfg)
     if cfg.peak_section:
         say("peak MAC rates and FLOP-bound limits")
-        out["peak"] = peak_section(built, cfg)
+        out["peak"] = peak_section(s.built, cfg)
     return out
 
 
@@ -388,86 +386,6 @@ class PeerNetwork:
         return []
 
 
-def _guard_images(path: Path) -> list[Path]:
-    """The benchmark image and the other COCO images beside it."""
-    return sorted({path, *path.parent.glob("*.jpg")})
-
-
-def row_guards(rows: list[Row], predictors: Sequence[Any], images: Sequence[Path]) -> None:
-    """Each row's accuracy guard (:func:`fusepose.inference.guard.guard`): its decoded people on
-    ``images`` (network outputs, whole-image boxes, no score threshold) against its model's fp32
-    reference row (ONNX Runtime, else PyTorch). Sets ``row.guard`` and ``row.guard_passed``."""
-    decoded: dict[int, list[PoseResult]] = {}
-
-    def people(i: int) -> list[PoseResult]:
-        if i not in decoded:
-            pred = predictors[i]
-            hook, pred.output_hook = pred.output_hook, None
-            try:
-                decoded[i] = [pred.predict_frame(read_image(p), boxes=whole_image_box(
-                    read_image(p)), score_thr=0.0) for p in images]  # fmt: skip
-            finally:
-                pred.output_hook = hook
-        return decoded[i]
-
-    for i, row in enumerate(rows):
-        if row.kind == "peer":
-            continue
-        ref = next((j for j, r in enumerate(rows) if r.model == row.model and r.precision == "fp32"
-                    and r.backend == "onnx"), None)  # fmt: skip
-        if ref is None:
-            ref = next(j for j, r in enumerate(rows) if r.model == row.model
-                       and r.precision == "fp32" and r.backend == "torch")  # fmt: skip
-        if ref == i:
-            row.guard, row.guard_passed = {"reference": True, "passed": True}, True
-            continue
-        row.guard = guard(people(ref), people(i))
-        row.guard_passed = bool(row.guard["passed"])
-
-
-# perf row (backend, precision, int8 scope) -> key of the checkpoint section's paths
-_CHECKPOINT_KEYS = {
-    ("onnx", "int8", "auto"): "onnx_int8", ("onnx", "int8", "whole"): "onnx_int8_whole",
-    ("openvino", "fp32", None): "openvino_fp32", ("openvino", "bf16", None): "openvino_bf16",
-    ("openvino", "int8", "auto"): "openvino_int8", ("torch", "bf16", None): "torch_bf16",
-    ("openvino", "int8", "whole"): "openvino_int8_whole", ("torch", "fp32", None): "torch_fp32",
-    ("torch-raw", "fp32", None): "torch_fp32", ("torch-compile", "fp32", None): "torch_fp32",
-}  # fmt: skip
-
-
-def checkpoint_guards(rows: list[Row], section: dict[str, Any]) -> None:
-    """Where the trained checkpoint of the section measured a row's path (its model), that
-    verdict (AP within 0.01 of fp32, keypoints median <= 0.5 px, p90 <= 2 px) decides
-    ``row.guard_passed``; the random-weight guard stays in ``row.guard``."""
-    from fusepose.modelfile import describe
-
-    name = describe(section["checkpoint"]).model
-    for row in rows:
-        key = _CHECKPOINT_KEYS.get((row.backend, row.precision, row.int8_scope))
-        g = section.get("paths", {}).get(key) if row.model == name and key else None
-        if g is not None:
-            row.guard = {**(row.guard or {}), "checkpoint": g}
-            row.guard_passed = bool(g["passed"])
-
-
-def best_paths(rows: list[Row], models: Sequence[str], baseline: str) -> dict[str, Any]:
-    """Per model the fastest row (end to end) whose guard passed, and for each model its
-    speed-up against the baseline's fp32 ONNX Runtime row and against the baseline's best."""
-    out: dict[str, Any] = {}
-    for name in models:
-        ok = [r for r in rows if r.model == name and r.guard_passed and r.total_ms > 0]
-        if ok:
-            b = min(ok, key=lambda r: r.total_ms)
-            out[name] = {"label": b.label, "total_ms": b.total_ms, "network_ms": b.network_ms}
-    base_ort = next((r for r in rows if r.model == baseline and r.backend == "onnx"
-                     and r.precision == "fp32"), None)  # fmt: skip
-    for d in out.values():
-        if base_ort is not None:
-            d["speedup_vs_baseline_onnx_fp32"] = round(base_ort.total_ms / d["total_ms"], 3)
-        if baseline in out:
-            d["speedup_vs_baseline_best"] = round(out[baseline]["total_ms"] / d["total_ms"], 3)
-    return out
-
 
 def _ratios(rows: list[Row], models: list[str]) -> dict[str, Any]:
     ratios: dict[str, Any] = {}
@@ -492,7 +410,7 @@ def _ratios(rows: list[Row], models: list[str]) -> dict[str, Any]:
         if onnx_row and int8_row:
             entry["int8_speedup_network"] = round(onnx_row.network_ms / int8_row.network_ms, 3)
             entry["int8_speedup_total"] = round(onnx_row.total_ms / int8_row.total_ms, 3)
-        if onnx_row and onnx_row.kind == "bottom_up":
+        if onnx_row and get_family(onnx_row.kind).tags:  # grouping: a decode worth timing
             entry["decode_over_network"] = round(onnx_row.decode_ms / onnx_row.network_ms, 4)
         if entry:
             ratios[name] = entry
@@ -503,7 +421,7 @@ def flip_section(built, image, gt, boxes, cfg: PerfConfig, use_gt: bool) -> dict
     """Bottom-up ONNX (else torch) rows with flip off and on: decode ms and decode / network."""
     preds, keys = [], []
     for name, b in built.items():
-        if b["kind"] != "bottom_up":
+        if not get_family(b["kind"]).tags:
             continue
         src = b["onnx"] if b["onnx"] is not None else b["fast"]
         for flip in (False, True):

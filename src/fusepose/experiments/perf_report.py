@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from fusepose.family import FAMILIES
 from fusepose.files import write_json_atomic, write_text_atomic
+from fusepose.progress import wrap_prose
 
-__all__ = ["to_markdown", "write_outputs"]
+__all__ = ["SECTIONS", "to_markdown", "write_outputs"]
 
 
 def _f(v: Any, nd: int = 1) -> str:
@@ -31,9 +33,18 @@ def _x(a: Any, b: Any = None) -> str:
 
 
 def to_markdown(res: dict[str, Any]) -> str:
-    """The README table plus the extra sections, as markdown."""
-    m, cfg = res["machine"], res["config"]
-    crops = max((r["people"] for r in res["rows"] if r["kind"] == "top_down"), default=0)
+    """The README table plus the extra sections (:data:`SECTIONS`), as markdown; prose is
+    wrapped at 100 characters (markdown joins a paragraph's lines), a table row is one line."""
+    cfg = res["config"]
+    lines = [line for section in SECTIONS for line in section(res, cfg)]
+    return wrap_prose(lines) + "\n"
+
+
+def _main(res: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
+    """The machine, the table of every row, what its columns mean, what this CPU skips."""
+    m = res["machine"]
+    crops = max((r["people"] for r in res["rows"]
+                 if r["kind"] in FAMILIES and FAMILIES[r["kind"]].needs_boxes), default=0)  # fmt: skip
     kind = f"**{m['isa_kind']}** CPU, " if m.get("isa_kind") else ""
     lines = [
         f"Machine: {kind}{m['cpu']} ({', '.join(m['isa'])}), {m['logical_cpus']} logical CPUs; "
@@ -77,6 +88,12 @@ def to_markdown(res: dict[str, Any]) -> str:
     if res.get("skipped"):
         why = sorted({f"{d['backend']} {d['precision']}: {d['why']}" for d in res["skipped"]})
         lines += ["", "Not run on this CPU: " + "; ".join(why) + "."]
+    return lines
+
+
+def _best(res: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
+    """The fastest path per model whose guard passed."""
+    lines: list[str] = []
     if res.get("best"):
         rows = [[name, d["label"], f"{d['total_ms']:.1f}", f"{d['network_ms']:.1f}",
                  _x(d.get("speedup_vs_baseline_onnx_fp32")), _x(d.get("speedup_vs_baseline_best"))]
@@ -85,6 +102,12 @@ def to_markdown(res: dict[str, Any]) -> str:
             ["model", "fastest path whose guard passed", "total ms", "network ms",
              f"speed-up vs {cfg['baseline']} ONNX fp32 (total)",
              f"vs {cfg['baseline']}'s best (total)"], rows)  # fmt: skip
+    return lines
+
+
+def _ratios(res: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
+    """Eager / ORT, torch.compile / ORT, the INT8 speed-up, decode / network."""
+    lines: list[str] = []
     if res.get("ratios"):
         rows = [[name, _x(d.get("torch_over_onnx_network")),
                  _x(d.get("compiled_over_onnx_network")),
@@ -95,6 +118,12 @@ def to_markdown(res: dict[str, Any]) -> str:
             ["model", "eager / ORT (network)", "torch.compile / ORT (network)",
              "INT8 speed-up (network / total)", "decode / network (ORT, flip off)"],
             rows)  # fmt: skip
+    return lines
+
+
+def _flip(res: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
+    """Decode with flip off and on."""
+    lines: list[str] = []
     if res.get("flip"):
         rows = [[name, k, f"{v['network_ms']:.1f}", f"{v['decode_ms']:.1f}",
                  f"{v['decode_over_network']:.3f}", v["people"]]
@@ -102,15 +131,33 @@ def to_markdown(res: dict[str, Any]) -> str:
         lines += [""] + _table(
             ["model", "flip", "network ms", "decode ms", "decode / network", "people"], rows
         )
+    return lines
+
+
+def _threads(res: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
+    """ONNX Runtime at 1 and N threads."""
+    lines: list[str] = []
     if res.get("threads"):
         keys = [k for k in next(iter(res["threads"].values())) if k.endswith("_ms")]
         rows = [[name, *(f"{d[k]:.1f}" for k in keys), _x(d.get("scaling"))]
                 for name, d in res["threads"].items()]  # fmt: skip
         head = ["model (ORT network)", *(k.replace("_threads_ms", " thread(s) ms") for k in keys)]
         lines += [""] + _table([*head, "scaling"], rows)
+    return lines
+
+
+def _int8(res: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
+    """The INT8 models' calibrations."""
+    lines: list[str] = []
     for name, scopes in (res.get("int8") or {}).items():
         for scope, d in scopes.items():
             lines += ["", f"INT8 {name} ({scope} scope): calibration {d['calibration']}."]
+    return lines
+
+
+def _int8_checkpoint(res: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
+    """Every path's AP on a trained checkpoint."""
+    lines: list[str] = []
     if res.get("int8_checkpoint"):
         d = res["int8_checkpoint"]
         if d.get("resize") == "letterbox":
@@ -133,8 +180,16 @@ def to_markdown(res: dict[str, Any]) -> str:
                       f"{d['AP_onnx_fp32']:.3f}):", ""]  # fmt: skip
             lines += _table(["path", "AP", "median px", "p90 px", "joints", "guard", "why"], rows)
         if d.get("unavailable"):
-            lines += ["", "Not measured: " + "; ".join(f"{k}: {v}"
-                                                       for k, v in d["unavailable"].items())]
+            lines += [
+                "",
+                "Not measured: " + "; ".join(f"{k}: {v}" for k, v in d["unavailable"].items()),
+            ]
+    return lines
+
+
+def _peak(res: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
+    """Peak MAC rates and the FLOP-bound limits."""
+    lines: list[str] = []
     if res.get("peak"):
         p = res["peak"]
         rates = ", ".join(f"{k} {v} GMAC/s" for k, v in p["rates_gmac_s"].items())
@@ -145,7 +200,13 @@ def to_markdown(res: dict[str, Any]) -> str:
         lines += _table(["model", "dense GMACs", "depthwise GMACs",
                          "FLOP-bound limit ms (all MACs at peak)", "ORT network ms", "x limit"],
                         rows)  # fmt: skip
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+# the sections in their order: each (result, result["config"]) -> markdown lines
+SECTIONS: tuple[Callable[[dict[str, Any], dict[str, Any]], list[str]], ...] = (
+    _main, _best, _ratios, _flip, _threads, _int8, _int8_checkpoint, _peak,
+)  # fmt: skip
 
 
 def _guard(r: dict[str, Any]) -> str:

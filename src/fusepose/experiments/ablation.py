@@ -7,8 +7,10 @@ dataset, scored with one protocol, timed side by side, beside the papers' own nu
 - ``deploy``: L-MFNet's deploy variant (``lmfnet_deploy``, not in the paper) beside L-MFNet and
   HigherHRNet-W32, trained with Table 3's recipe.
 
-For each variant (``model.name`` is the only change to the recipe's config) the
-:class:`~fusepose.engine.trainer.Trainer` trains into ``OUT/runs/NAME``; the finished
+The steps are the demo's (:mod:`fusepose.experiments.orchestrate`) with one recipe per
+experiment: for each variant (``model.name`` is the only change to the recipe's config) the
+:class:`~fusepose.engine.trainer.Trainer` trains into ``OUT/runs/NAME`` (``curves.png``
+there); the finished
 checkpoint is scored by :func:`fusepose.inference.dataset.evaluate_dataset` (bottom-up: the
 model finds the people; top-down: GT boxes, HRNet's protocol) through a
 :class:`~fusepose.inference.Predictor` built from the checkpoint file alone. Params and MACs
@@ -43,7 +45,6 @@ from fusepose.benchmark.latency import benchmark
 from fusepose.benchmark.machine import machine_info
 from fusepose.data.coco_index import load_coco_keypoints
 from fusepose.data.io import read_image
-from fusepose.data.synth import PRESETS, generate_synthetic
 from fusepose.engine.config import (
     Config,
     config_to_dict,
@@ -51,14 +52,22 @@ from fusepose.engine.config import (
     resolve_config,
     validate_config,
 )
-from fusepose.engine.trainer import Trainer
 from fusepose.errors import ConfigError
 from fusepose.evaluation.coco import bootstrap_ap
+from fusepose.experiments.orchestrate import (
+    SynthSet,
+    check_data,
+    data_overrides,
+    plot_run_curves,
+    prepare_data,
+    train_run,
+)
 from fusepose.files import write_json_atomic, write_text_atomic
 from fusepose.inference.boxes import gt_boxes
 from fusepose.inference.dataset import evaluate_dataset
 from fusepose.inference.predictor import Predictor
 from fusepose.models.registry import get_model_info
+from fusepose.progress import wrap_prose
 from fusepose.visualization.plots import plot_tradeoff
 
 logger = logging.getLogger(__name__)
@@ -124,9 +133,9 @@ EXPERIMENTS: dict[str, Experiment] = {
         configs=_TABLE3_CONFIGS,
         smoke=_TABLE3_SMOKE,
         synth_images={"smoke": 10, "cpu": 1200},
-        claim="not in the paper: fusepose's deployment variant (attention once per stage "
-        "branch instead of in every block) must learn as well as L-MFNet (AP within its "
-        "bootstrap spread) at this budget",
+        claim="not in the paper: fusepose's deployment variant (L-MFNet's blocks at this "
+        "protocol's depth: one Ghost-Block, so one CBAM, per stage branch) must learn as well "
+        "as L-MFNet (AP within its bootstrap spread) at this budget",
     ),
     "sfm-attention": Experiment(
         name="sfm-attention",
@@ -164,69 +173,8 @@ def _recipe_overrides(exp: Experiment, budget: str) -> list[str]:
     return [*_SMOKE_COMMON, *exp.smoke] if budget == "smoke" else []
 
 
-def _data_overrides(data: dict[str, str]) -> list[str]:
-    return [f"data.{k}={v}" for k, v in data.items()]
-
-
-def _check_data(data: dict[str, str]) -> dict[str, str]:
-    """A given dataset: all four paths present, the files and folders there (before any work)."""
-    missing = [k for k in ("train_ann", "train_images", "val_ann", "val_images") if not data.get(k)]
-    if missing:
-        raise ConfigError(f"--data: missing {', '.join(missing)}")
-    for key in ("train_ann", "val_ann"):
-        if not Path(data[key]).is_file():
-            raise ConfigError(f"{data[key]}: annotation file not found ({key})")
-    for key in ("train_images", "val_images"):
-        if not Path(data[key]).is_dir():
-            raise ConfigError(f"{data[key]}: image folder not found ({key})")
-    return data
-
-
-def _prepare_data(exp: Experiment, budget: str, out: Path, data: dict[str, str] | None,
-                  size: int, say: Callable[[str], None]) -> dict[str, str]:  # fmt: skip
-    """The dataset paths: given, from the paper config (``paper``), or the synthetic set
-    rendered once into ``out/data`` (preset ``demo``, seed 0)."""
-    if data:
-        return _check_data(data)
-    if budget == "paper":
-        return {}  # the paper config's own COCO paths
-    folder = out / "data"
-    if not (folder / "val.json").is_file():
-        n = exp.synth_images[budget]
-        say(f"rendering {n} synthetic images ({size} px, preset 'demo') into {folder}")
-        generate_synthetic(folder, n, seed=0, size=size, val_fraction=0.1 if n >= 20 else 0.3,
-                           config=PRESETS["demo"])  # fmt: skip
-    return {"train_ann": str(folder / "train.json"), "train_images": str(folder / "images"),
-            "val_ann": str(folder / "val.json"), "val_images": str(folder / "images")}  # fmt: skip
-
-
 def _variant_config(config: Path, name: str, overrides: Sequence[str]) -> Config:
     return load_config(config, [f"model.name={name}", *overrides])
-
-
-def _train_variant(cfg: Config, run_dir: Path, say: Callable[[str], None]) -> dict[str, Any]:
-    """Train (or resume) one variant; returns its checkpoint path and training numbers."""
-    trainer = Trainer(cfg, run_dir=run_dir)
-    resumed = False
-    if trainer.last_path.is_file():
-        resumed = trainer.resume(trainer.last_path)
-        say(f"  resuming {cfg.model.name} from {trainer.last_path} (epoch {trainer.state.epoch})")
-    t0, c0 = time.perf_counter(), time.process_time()
-    trainer.fit()
-    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-    if not trainer.last_path.is_file():  # zero epochs to go and no checkpoint yet
-        trainer.save(trainer.last_path)
-    return {
-        "checkpoint": str(trainer.last_path),
-        "steps": trainer.state.global_step,
-        "epochs": cfg.train.epochs,
-        "batch_size": cfg.train.batch_size,
-        "train_images": len(trainer.train_set),
-        "train_seconds": seconds,
-        "train_cpu_seconds": cpu,
-        "resumed": resumed,
-        "trained_params": sum(p.numel() for p in trainer.model.parameters()),
-    }
 
 
 def _score(checkpoint: str, cfg: Config, threads: int | None, resamples: int) -> dict[str, Any]:
@@ -284,6 +232,69 @@ def _latency(rows: list[dict[str, Any]], cfg: Config, threads: int, runs: int,
             "threads": threads, "runs": runs, "warmup": warmup}  # fmt: skip
 
 
+@dataclass(frozen=True)
+class _Recipe:
+    """What every variant of one ablation run shares: the config file and its changes, the
+    output folder, the scoring threads and bootstrap resamples, the reporter."""
+
+    exp: Experiment
+    config: Path
+    changes: tuple[str, ...]
+    out: Path
+    threads: int
+    resamples: int
+    say: Callable[[str], None]
+
+
+def _variant(r: _Recipe, i: int, count: int, name: str) -> dict[str, Any]:
+    """Train (or resume), score and measure one variant; its row (``runs/NAME/result.json``;
+    a variant whose result exists is skipped)."""
+    cfg = _variant_config(r.config, name, r.changes)
+    run_dir = r.out / "runs" / name
+    done = run_dir / "result.json"
+    if done.is_file():
+        r.say(f"[{i}/{count}] {name}: done earlier ({done}), skipped")
+        return json.loads(done.read_text())
+    r.say(f"[{i}/{count}] {name}: training ({cfg.train.epochs} epochs, batch "
+          f"{cfg.train.batch_size}, input {list(cfg.data.input_size)}) into {run_dir}")  # fmt: skip
+    run = train_run(cfg, run_dir, say=r.say)
+    plot_run_curves(run_dir, f"{name}: {run.trainer.state.global_step} steps")
+    r.say(f"[{i}/{count}] {name}: scoring {Path(cfg.data.val_ann).name}")
+    checkpoint = str(run.trainer.last_path)
+    info = get_model_info(name)
+    paper = dict(info.paper)
+    row = {
+        "name": name,
+        "description": info.description,
+        **_complexity(name, cfg),
+        **_score(checkpoint, cfg, r.threads, r.resamples),
+        "paper": paper,
+        "paper_params_M": paper.get("params_m"),
+        "paper_gflops": paper.get("gflops"),
+        "paper_AP": paper.get(r.exp.paper_metric),
+        "checkpoint": checkpoint,
+        **run.numbers(),
+        "trained_params": sum(p.numel() for p in run.trainer.model.parameters()),
+    }
+    write_json_atomic(done, row, indent=2)
+    return row
+
+
+def _check_arguments(exp: Experiment, budget: str, names: list[str], data: Any,
+                     numbers: tuple[tuple[str, int, int], ...]) -> None:  # fmt: skip
+    """User errors, before any work: budget, variants, counts, given data."""
+    if budget not in BUDGETS:
+        raise ConfigError(f"--budget {budget!r}: choose from {', '.join(BUDGETS)}")
+    unknown = [n for n in names if n not in exp.variants]
+    if unknown:
+        raise ConfigError(f"--variants {unknown}: {exp.name} has {', '.join(exp.variants)}")
+    for flag, v, lo in numbers:
+        if int(v) < lo:
+            raise ConfigError(f"{flag}: need a number >= {lo} (got {v})")
+    if data:
+        check_data(data)
+
+
 def run_ablation(
     experiment: str,
     out: str | Path,
@@ -309,63 +320,28 @@ def run_ablation(
     """
     say = say or (lambda msg: logger.info("%s", msg))
     exp = _experiment(experiment)
-    if budget not in BUDGETS:
-        raise ConfigError(f"--budget {budget!r}: choose from {', '.join(BUDGETS)}")
     names = list(variants) if variants else list(exp.variants)
-    unknown = [n for n in names if n not in exp.variants]
-    if unknown:
-        raise ConfigError(f"--variants {unknown}: {exp.name} has {', '.join(exp.variants)}")
-    for flag, v, lo in (("--threads", threads, 1), ("--latency-runs", latency_runs, 1),
-                        ("latency_warmup", latency_warmup, 0)):  # fmt: skip
-        if int(v) < lo:
-            raise ConfigError(f"{flag}: need a number >= {lo} (got {v})")
-    if data:
-        _check_data(data)
+    _check_arguments(exp, budget, names, data, (("--threads", threads, 1),
+                     ("--latency-runs", latency_runs, 1), ("latency_warmup", latency_warmup, 0)))  # fmt: skip
     out = Path(out)
     config = resolve_config(exp.configs[budget])
     base = validate_config(load_config(config, [*_recipe_overrides(exp, budget), *overrides]),
                            str(config))  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     size = exp.synth_size or int(base.data.input_size[0])
-    data_paths = _prepare_data(exp, budget, out, data, size, say)
-    common = [*_data_overrides(data_paths), *_recipe_overrides(exp, budget), *overrides]
+    n = exp.synth_images.get(budget, 0)
+    synth = None if budget == "paper" else SynthSet(n, size, 0, 0.1 if n >= 20 else 0.3)
+    data_paths = prepare_data(out / "data", synth, data, say=say)
+    common = [*data_overrides(data_paths), *_recipe_overrides(exp, budget), *overrides]
     recipe = {"experiment": exp.name, "budget": budget, "config": str(config),
               "overrides": common, "synth_size": None if data else size}  # fmt: skip
     _check_recipe(out / "ablation_recipe.json", recipe)
 
     t_start = time.perf_counter()
-    rows: list[dict[str, Any]] = []
-    cfg = base
-    for i, name in enumerate(names, 1):
-        cfg = _variant_config(config, name, common)
-        run_dir = out / "runs" / name
-        done = run_dir / "result.json"
-        if done.is_file():
-            say(f"[{i}/{len(names)}] {name}: done earlier ({done}), skipped")
-            rows.append(json.loads(done.read_text()))
-            continue
-        say(f"[{i}/{len(names)}] {name}: training ({cfg.train.epochs} epochs, batch "
-            f"{cfg.train.batch_size}, input {list(cfg.data.input_size)}) into {run_dir}")  # fmt: skip
-        trained = _train_variant(cfg, run_dir, say)
-        say(f"[{i}/{len(names)}] {name}: scoring {Path(cfg.data.val_ann).name}")
-        resamples = bootstrap if bootstrap is not None else (10 if budget == "smoke" else 100)
-        scores = _score(trained["checkpoint"], cfg, threads, resamples)
-        info = get_model_info(name)
-        paper = dict(info.paper)
-        row = {
-            "name": name,
-            "description": info.description,
-            **_complexity(name, cfg),
-            **scores,
-            "paper": paper,
-            "paper_params_M": paper.get("params_m"),
-            "paper_gflops": paper.get("gflops"),
-            "paper_AP": paper.get(exp.paper_metric),
-            **trained,
-        }
-        write_json_atomic(done, row, indent=2)
-        rows.append(row)
-
+    resamples = bootstrap if bootstrap is not None else (10 if budget == "smoke" else 100)
+    r = _Recipe(exp, config, tuple(common), out, threads, resamples, say)
+    rows = [_variant(r, i, len(names), name) for i, name in enumerate(names, 1)]
+    cfg = _variant_config(config, names[-1], common)
     say(f"timing {len(rows)} variants interleaved ({latency_runs} runs, {threads} thread(s))")
     latency = _latency(rows, cfg, threads, latency_runs, latency_warmup)
     result = {
@@ -388,15 +364,22 @@ def run_ablation(
         "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
         "rows": rows,
     }
+    _write(out, result, cfg, threads)
+    return result
+
+
+def _write(out: Path, result: dict[str, Any], cfg: Config, threads: int) -> None:
+    """``ablation.json``, ``ablation.md`` and the two trade-off plots."""
     write_json_atomic(out / "ablation.json", result, indent=2)
     write_text_atomic(out / "ablation.md", ablation_markdown(result))
+    title = f"{result['title']}\n({result['budget']} budget; measured here)"
+    rows = result["rows"]
     plot_tradeoff(out / "ablation_ap_gmacs.png", rows, "gmacs", "AP",
                   xlabel=f"GMACs at {list(cfg.data.input_size)} (trained architecture)",
-                  title=f"{exp.title}\n({budget} budget; measured here)")  # fmt: skip
+                  title=title)  # fmt: skip
     plot_tradeoff(out / "ablation_ap_latency.png", rows, "latency_ms", "AP",
                   xlabel=f"latency ms (median end-to-end, {threads} thread(s), this machine)",
-                  title=f"{exp.title}\n({budget} budget; measured here)")  # fmt: skip
-    return result
+                  title=title)  # fmt: skip
 
 
 def _check_recipe(path: Path, recipe: dict[str, Any]) -> None:
@@ -466,4 +449,4 @@ def ablation_markdown(result: dict[str, Any]) -> str:
         f"The paper's claim: {result['paper_claim']}.",
         "",
     ]
-    return "\n".join(lines)
+    return wrap_prose(lines)
