@@ -104,8 +104,8 @@ def test_deploy_variant_is_the_network_the_cpu_protocol_trains():
     trains for every variant, here L-MFNet's (same flat config, same tensors), so the AP that
     protocol measures for L-MFNet is this network's; one Ghost-Block per branch leaves one CBAM
     per stage branch: 1 (Shuffle-Neck) + 2 + 3 + 4, against 108 in ``lmfnet``."""
-    from fusepose.experiments.ablation import EXPERIMENTS
     from fusepose.engine.config import load_config, resolve_config
+    from fusepose.experiments.ablation import EXPERIMENTS
 
     exp = EXPERIMENTS["deploy"]
     assert {"lmfnet_deploy", "lmfnet", "higherhrnet_w32"} == set(exp.variants)
