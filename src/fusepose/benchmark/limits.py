@@ -111,10 +111,13 @@ def _torch_rates(threads: int, precision: str, reps: int) -> dict[str, float]:
     return {"torch_matmul": n**3 / mm / 1e9, "torch_conv3x3": k.numel() * h * w / conv / 1e9}
 
 
-def dense_rates(threads: int = 2, reps: int = 10) -> dict[str, dict[str, float]]:
+def dense_rates(threads: int = 2, reps: int = 10,
+                peak: dict[str, float] | None = None) -> dict[str, dict[str, float]]:  # fmt: skip
     """Measured dense GMAC/s per precision and probe, e.g. ``{"fp32": {"onnx_matmul": 70.1,
-    "openvino_conv3x3": 88.0, ...}, "bf16": {...}}`` (bf16 only on a CPU with native bf16)."""
-    peak = measure_peak(threads, reps)
+    "openvino_conv3x3": 88.0, ...}, "bf16": {...}}`` (bf16 only on a CPU with native bf16).
+    ``peak``: :func:`~fusepose.benchmark.machine.measure_peak`'s result when the caller has just
+    measured it (not measured twice)."""
+    peak = peak or measure_peak(threads, reps)
     rates: dict[str, dict[str, float]] = {
         "fp32": {"onnx_matmul": peak["matmul"], "onnx_conv1x1": peak["conv1x1"],
                  **_openvino_rates(threads, "fp32", reps), **_torch_rates(threads, "fp32", reps)},

@@ -11,7 +11,10 @@ fastest row per model whose guard passed), ``rows`` and ``machine``.
 - :func:`speed_verdicts`: per candidate model, its best path against the baseline's best path
   in every run: the range of the end-to-end and network ratios, whether every run meets the
   target, and whether every verdict came from a trained checkpoint (random weights say nothing
-  about accuracy, so a path whose guard passed on them does not count).
+  about accuracy, so a path whose guard passed on them does not count: a row counts when its
+  ``guard_weights`` key names trained weights, :func:`guard_trained`).
+- :func:`run_verdict`: the same over perf JSON files (``fusepose perf --verdict R1.json R2.json
+  R3.json``), candidates and baseline read from the runs (:func:`verdict_candidates`).
 - :func:`add_mac_bounds`: each row's MAC-bound time at the best dense rate of its precision
   measured in the same run (:mod:`fusepose.benchmark.limits`) and the row's ratio to it.
 """
@@ -19,11 +22,16 @@ fastest row per model whose guard passed), ``rows`` and ``machine``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from fusepose.benchmark.limits import row_limit
+from fusepose.errors import ConfigError, DataError
+from fusepose.files import read_json, write_json_atomic, write_text_atomic
 
-__all__ = ["MIN_RUNS", "add_mac_bounds", "speed_target", "speed_verdicts", "verdict_markdown"]
+__all__ = ["MIN_RUNS", "add_mac_bounds", "guard_trained", "load_runs", "run_verdict",
+           "speed_target", "speed_verdicts", "verdict_candidates", "verdict_markdown",
+           "write_verdict"]  # fmt: skip
 
 MIN_RUNS = 3
 
@@ -33,21 +41,28 @@ def speed_target(machine: dict[str, Any]) -> float:
     return 1.5 if machine.get("bf16") else 2.0
 
 
-def _trained(row: dict[str, Any] | None) -> bool:
-    """The row's verdict comes from trained weights: the row ran a checkpoint, or the
-    checkpoint section decided its guard."""
+def guard_trained(row: dict[str, Any] | None) -> bool:
+    """The row's guard was judged on a trained checkpoint: its ``guard_weights`` key names
+    trained weights (anything but empty or ``random...``). A row without the key is a
+    random-weight row: its guard passing says nothing about accuracy."""
     if row is None:
         return False
-    return str(row.get("weights", "")).startswith("checkpoint") or "checkpoint" in (
-        row.get("guard") or {}
-    )
+    gw = row.get("guard_weights")
+    return bool(gw) and not str(gw).lower().startswith("random")
 
 
-def _best_row(res: dict[str, Any], model: str) -> dict[str, Any] | None:
+def _best_row(res: dict[str, Any], model: str) -> tuple[dict[str, Any] | None, bool]:
+    """The model's best accurate path for the verdict and whether it counts: the fastest row
+    whose guard passed on a trained checkpoint (counts), else the run's ``best`` row (shown,
+    does not count)."""
+    ok = [r for r in res["rows"] if r.get("model") == model and r.get("guard_passed")
+          and (r.get("total_ms") or 0) > 0 and guard_trained(r)]  # fmt: skip
+    if ok:
+        return min(ok, key=lambda r: r["total_ms"]), True
     best = (res.get("best") or {}).get(model)
     if best is None:
-        return None
-    return next((r for r in res["rows"] if r.get("label") == best["label"]), None)
+        return None, False
+    return next((r for r in res["rows"] if r.get("label") == best["label"]), None), False
 
 
 def speed_verdicts(runs: Sequence[dict[str, Any]], candidates: Sequence[str],
@@ -68,7 +83,7 @@ def speed_verdicts(runs: Sequence[dict[str, Any]], candidates: Sequence[str],
     for name in candidates:
         totals, nets, paths, trained = [], [], [], True
         for res in runs:
-            cand, base = _best_row(res, name), _best_row(res, baseline)
+            (cand, cand_ok), (base, base_ok) = _best_row(res, name), _best_row(res, baseline)
             if cand is None or base is None:
                 totals.append(None)
                 nets.append(None)
@@ -78,7 +93,7 @@ def speed_verdicts(runs: Sequence[dict[str, Any]], candidates: Sequence[str],
             totals.append(round(base["total_ms"] / cand["total_ms"], 3))
             nets.append(round(base["network_ms"] / cand["network_ms"], 3))
             paths.append(f"{cand['label']} vs {base['label']}")
-            trained = trained and _trained(cand) and _trained(base)
+            trained = trained and cand_ok and base_ok
         got = [t for t in totals if t is not None]
         why = []
         if len(got) < MIN_RUNS:
@@ -129,3 +144,67 @@ def verdict_markdown(v: dict[str, Any]) -> str:
                      f"{nrng or '-'} | {'yes' if d['trained'] else 'no'} | "
                      f"{'**met**' if d['passed'] else 'missed'}: {d['why']} |")  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def verdict_candidates(res: dict[str, Any]) -> tuple[list[str], str]:
+    """The models a perf run judges against its baseline: every model of the run's config of
+    the baseline's kind (bottom-up against HigherHRNet-W32), the baseline excepted."""
+    cfg = res.get("config") or {}
+    baseline = cfg.get("baseline") or "higherhrnet_w32"
+    kinds = {r["model"]: r.get("kind") for r in res["rows"]}
+    base_kind = kinds.get(baseline)
+    models = dict.fromkeys(cfg.get("models") or kinds)
+    return [m for m in models if m != baseline and kinds.get(m) == base_kind], baseline
+
+
+def load_runs(paths: Sequence[str]) -> list[dict[str, Any]]:
+    """The perf JSONs of separate runs, checked: each a ``fusepose perf`` result, no file twice,
+    one baseline and one CPU kind (ISA kind and bf16) in all (a range over different CPUs would
+    mix two verdicts)."""
+    if not paths:
+        raise ConfigError("--verdict: give the JSON files of separate `fusepose perf` runs")
+    seen: dict[Path, str] = {}
+    runs = []
+    for p in paths:
+        key = Path(p).resolve()
+        if key in seen:
+            raise ConfigError(f"--verdict {p}: given twice (the runs must be separate)")
+        seen[key] = p
+        res = read_json(p, "perf JSON")
+        missing = [k for k in ("rows", "machine", "config") if not isinstance(res, dict)
+                   or k not in res]  # fmt: skip
+        if missing:
+            raise DataError(f"{p}: not a `fusepose perf --json` file (no {', '.join(missing)})")
+        runs.append(res)
+    first, where = runs[0], paths[0]
+    kind0 = (first["machine"].get("isa_kind"), bool(first["machine"].get("bf16")))
+    for p, res in zip(paths[1:], runs[1:], strict=True):
+        if res["config"].get("baseline") != first["config"].get("baseline"):
+            raise ConfigError(f"{p}: baseline {res['config'].get('baseline')!r}, {where} has "
+                              f"{first['config'].get('baseline')!r}: one baseline per verdict")  # fmt: skip
+        kind = (res["machine"].get("isa_kind"), bool(res["machine"].get("bf16")))
+        if kind != kind0:
+            raise ConfigError(f"{p}: measured on a {kind[0]} CPU (bf16 {kind[1]}), {where} on "
+                              f"{kind0[0]} (bf16 {kind0[1]}): one CPU kind per verdict")  # fmt: skip
+    return runs
+
+
+def run_verdict(paths: Sequence[str]) -> dict[str, Any]:
+    """Issue 22's verdict over the perf JSON files ``paths`` (:func:`speed_verdicts`): the
+    candidates are every model of the runs' configs of the baseline's kind."""
+    runs = load_runs(paths)
+    candidates: dict[str, None] = {}
+    for res in runs:
+        candidates.update(dict.fromkeys(verdict_candidates(res)[0]))
+    baseline = verdict_candidates(runs[0])[1]
+    v = speed_verdicts(runs, list(candidates), baseline)
+    v["files"] = [str(p) for p in paths]
+    return v
+
+
+def write_verdict(v: dict[str, Any], json_path: str | None, md_path: str | None) -> None:
+    """Write the verdict as JSON and / or markdown (:func:`verdict_markdown`)."""
+    if json_path:
+        write_json_atomic(json_path, v, indent=2)
+    if md_path:
+        write_text_atomic(md_path, verdict_markdown(v))
