@@ -243,7 +243,9 @@ def _throughput(res: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
     lines = ["", f"Throughput: each model's fastest accurate path on an exported file, {t['frames']} "
              f"frames (the COCO images repeated), decode on the {t['decode_maps']}: one process at "
              f"{t['latency_threads']} threads (latency mode) against {n} single-thread streams "
-             "(processes).", ""]  # fmt: skip
+             "(processes)." + (f" Not streamed (top-down: person boxes per frame): "
+                               f"{', '.join(t['not_streamed'])}." if t.get("not_streamed")
+                               else ""), ""]  # fmt: skip
     lines += _table(["model", "path", f"latency ms ({t['latency_threads']} threads)",
                      "images/s (latency mode)", f"ms per image in a stream ({n} streams)",
                      f"images/s ({n} streams)", "gain"], rows)  # fmt: skip
