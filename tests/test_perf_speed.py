@@ -147,6 +147,17 @@ def test_perf_verdict_refuses_mixed_or_repeated_runs(tmp_path):
     assert mixed.returncode == 2 and "one CPU kind per verdict" in mixed.stderr
     bad = run_cli("perf", "--verdict", a, c)
     assert bad.returncode == 2 and "not a `fusepose perf --json` file" in bad.stderr
+    copy = tmp_path / "copy.json"
+    copy.write_text(json.dumps({**_perf_run(50.0, 90.0), "date_utc": "2026-01-01 10:00:00"}))
+    copy2 = tmp_path / "copy2.json"
+    copy2.write_text(copy.read_text())
+    same = run_cli("perf", "--verdict", copy, copy2)
+    assert same.returncode == 2 and "the same run as" in same.stderr
+    alone = tmp_path / "alone.json"
+    alone.write_text(json.dumps({**_perf_run(50.0, 90.0), "config": {
+        "models": ["higherhrnet_w32"], "baseline": "higherhrnet_w32"}}))  # fmt: skip
+    nothing = run_cli("perf", "--verdict", alone)
+    assert nothing.returncode == 2 and "no model of higherhrnet_w32's kind" in nothing.stderr
     gone = run_cli("perf", "--verdict", tmp_path / "missing.json")
     assert gone.returncode == 2 and "missing.json" in gone.stderr
 

@@ -158,8 +158,8 @@ def verdict_candidates(res: dict[str, Any]) -> tuple[list[str], str]:
 
 
 def load_runs(paths: Sequence[str]) -> list[dict[str, Any]]:
-    """The perf JSONs of separate runs, checked: each a ``fusepose perf`` result, no file twice,
-    one baseline and one CPU kind (ISA kind and bf16) in all (a range over different CPUs would
+    """The perf JSONs of separate runs, checked: each a ``fusepose perf`` result, no file or run
+    (``date_utc``) twice, one baseline and one CPU kind (ISA kind and bf16) in all (a range over different CPUs would
     mix two verdicts)."""
     if not paths:
         raise ConfigError("--verdict: give the JSON files of separate `fusepose perf` runs")
@@ -176,6 +176,13 @@ def load_runs(paths: Sequence[str]) -> list[dict[str, Any]]:
         if missing:
             raise DataError(f"{p}: not a `fusepose perf --json` file (no {', '.join(missing)})")
         runs.append(res)
+    dates: dict[str, str] = {}
+    for p, res in zip(paths, runs, strict=True):
+        date = res.get("date_utc")
+        if date and date in dates:
+            raise ConfigError(f"--verdict {p}: the same run as {dates[date]} (both {date} UTC); "
+                              "the verdict needs separate runs")  # fmt: skip
+        dates.setdefault(date, p)
     first, where = runs[0], paths[0]
     kind0 = (first["machine"].get("isa_kind"), bool(first["machine"].get("bf16")))
     for p, res in zip(paths[1:], runs[1:], strict=True):
@@ -197,6 +204,9 @@ def run_verdict(paths: Sequence[str]) -> dict[str, Any]:
     for res in runs:
         candidates.update(dict.fromkeys(verdict_candidates(res)[0]))
     baseline = verdict_candidates(runs[0])[1]
+    if not candidates:
+        raise ConfigError(f"--verdict {paths[0]}: no model of {baseline}'s kind besides it to "
+                          "judge (run perf with --models lmfnet lmfnet_deploy)")  # fmt: skip
     v = speed_verdicts(runs, list(candidates), baseline)
     v["files"] = [str(p) for p in paths]
     return v
