@@ -15,6 +15,9 @@ simultaneous medians. Rows go through the real :class:`~fusepose.inference.Predi
 - Extra sections: decode share with flip off / on, ORT 1 vs N threads, the INT8 path
   (:mod:`fusepose.benchmark.int8_study`), and a FLOP-bound limit from the measured peak MAC
   rate (:mod:`fusepose.benchmark.machine`). Markdown: :mod:`fusepose.experiments.perf_report`.
+- Issue 22 (:mod:`fusepose.experiments.perf_speed`): every row's MAC-bound time at the best
+  dense rate measured in the run, N single-thread streams' images/s (``streams``), the run's
+  speed verdict.
 """
 
 from __future__ import annotations
