@@ -46,6 +46,7 @@ SKIP_DIRS = {"__pycache__", ".git", ".venv", "runs", "build", "dist", "node_modu
 GENERATED_NAMES = {
     "ablation.md": "written by `fusepose ablate` (experiments/ablation.py)",
     "perf.md": "the example output of `fusepose perf --markdown perf.md`",
+    "verdict.md": "the example output of `fusepose perf --verdict ... --markdown verdict.md`",
 }
 
 URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
