@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import fusepose.export.fold as fold_module
 import fusepose.export.optimize as optimize_module
 from fusepose.description import ModelDescription
 from fusepose.export.optimize import optimize_for_inference
@@ -40,6 +41,7 @@ def export_cached(
     (:func:`fusepose.files.cached_file`).
     """
     digest = hashlib.sha1(Path(optimize_module.__file__).read_bytes())  # the graph choices
+    digest.update(Path(fold_module.__file__).read_bytes())
     for k, v in sorted(model.state_dict().items()):
         digest.update(k.encode())
         digest.update(v.detach().cpu().float().numpy().tobytes()[:4096])
