@@ -10,9 +10,9 @@ validation AP, or null), and more (``kind``, ``val``, ``flip``, ``scales``, ``nm
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from fusepose.files import dumps_json
 from fusepose.modelfile import describe
 
 
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     info = {**desc.summary(), "file": str(path),
             "format": "onnx" if path.suffix.lower() == ".onnx" else "checkpoint"}  # fmt: skip
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(dumps_json(info, indent=2))  # strict JSON: a NaN stored in the file is null
         return 0
     val = desc.val or {}
     lines = [
@@ -45,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
     if val:
         where = f" on {val.get('ann')}" if val.get("ann") else ""
         epoch = f" (epoch {val['epoch']})" if val.get("epoch") else ""
-        lines.append(f"  validation  {val.get('metric', 'AP')} {val.get('value'):.4f}{where}{epoch}")
+        value = val.get("value")  # a number, or null in a file that stored NaN
+        shown = f"{value:.4f}" if isinstance(value, int | float) else "none"
+        lines.append(f"  validation  {val.get('metric', 'AP')} {shown}{where}{epoch}")
     else:
         lines.append("  validation  none recorded")
     print("\n".join(lines))

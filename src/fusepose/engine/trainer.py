@@ -45,6 +45,7 @@ from fusepose.engine.config import (
     DataConfig,
     PretrainConfig,
     config_to_dict,
+    run_folder,
     save_config,
     validate_config,
 )
@@ -58,6 +59,7 @@ from fusepose.errors import CheckpointError, ConfigError, FusePoseError
 from fusepose.family import BOTTOM_UP, get_family
 from fusepose.losses import build_loss, loss_options
 from fusepose.losses.ae import AE_TYPES
+from fusepose.modelcheck import check_fits, state_tensors
 from fusepose.models.pretrained import BackboneReport
 from fusepose.models.registry import list_models
 from fusepose.progress import Progress
@@ -176,8 +178,7 @@ class Trainer:
     ) -> Path:
         """The run folder (made on rank 0, with the resolved config.yaml, stale temp files of a
         killed checkpoint write removed)."""
-        name = cfg.runtime.name or (Path(config_path).stem if config_path else "run")
-        out = Path(run_dir) if run_dir is not None else Path(cfg.runtime.out_dir) / name
+        out = run_folder(cfg, run_dir, config_path)
         if self.main:
             out.mkdir(parents=True, exist_ok=True)
             for stale in out.glob(".*.pth.*.tmp"):
@@ -296,6 +297,23 @@ class Trainer:
         for key in ("optimizer", "scheduler", "epoch", "step"):
             if ckpt.get(key) is None:
                 raise CheckpointError(f"{path}: has no {key!r}: weights only, cannot resume")
+        model = unwrap(self.ddp)  # the run's architecture: refused with the first misfits
+        check_fits(model.state_dict(), state_tensors(ckpt["state_dict"], str(path)), str(path),
+                   f"this run's {self.model_name} (resume a run of the same config)")  # fmt: skip
+        try:  # the rest of the file is data too: a malformed field is one line, not a trace
+            self._restore(ckpt, path)
+        except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as e:
+            if isinstance(e, FusePoseError):
+                raise
+            raise CheckpointError(f"{path}: cannot resume from it ({type(e).__name__}: "
+                                  f"{' '.join(str(e).split())[:200]})") from None  # fmt: skip
+        desc = ckpt.get("description")
+        self.best_val = desc.get("val") if isinstance(desc, dict) else ckpt.get("val")
+        log.info("resumed from %s at epoch %d, step %d", path, self.state.epoch, self.state.step)
+        return True
+
+    def _restore(self, ckpt: dict[str, Any], path: Path) -> None:
+        """The weights, plan, optimiser, scaler, EMA, counters and RNG of a checked file."""
         unwrap(self.ddp).load_state_dict(ckpt["state_dict"])
         if ckpt.get("budget"):  # the run's plan, not one for this machine's speed
             self.length.restore(BudgetPlan.from_dict(ckpt["budget"], str(path)))
@@ -316,10 +334,6 @@ class Trainer:
         )  # fmt: skip
         if ckpt.get("rng") is not None:
             set_rng_state(ckpt["rng"])
-        desc = ckpt.get("description")
-        self.best_val = desc.get("val") if isinstance(desc, dict) else ckpt.get("val")
-        log.info("resumed from %s at epoch %d, step %d", path, self.state.epoch, self.state.step)
-        return True
 
     # --------------------------------------------------------------------------- training
 
