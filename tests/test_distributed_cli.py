@@ -58,6 +58,7 @@ def test_predict_under_torchrun_writes_what_one_process_writes(tmp_path, coco_di
     assert not list(tmp_path.glob("*.jsonl"))  # the journals of a complete run are gone
 
 
+@pytest.mark.slow  # 3 videos, 1 and 2 processes: ~25 s on 2 cores
 def test_predict_splits_a_list_of_videos_whole(tmp_path, coco_dir):
     """Three videos on 2 ranks: each video whole on one rank (tracked there), the results file
     equal to one process's, every frame named by its video, every drawn mp4 written."""

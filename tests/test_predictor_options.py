@@ -48,7 +48,7 @@ def test_the_constructor_takes_at_most_nine_parameters():
         (RunOptions, {"num_threads": 0}, "threads 0"),
         (RunOptions, {"device": "tpu"}, "device 'tpu'"),
         (RunOptions, {"calibration": "one.jpg"}, "calibration 'one.jpg'"),
-        (TestOptions, {"scales": (1.0, 0.0)}, "scales [1.0, 0.0]"),
+        (TestOptions, {"scales": (1.0, 0.0)}, "scale 0.0"),
         (TestOptions, {"score_thr": 2.0}, "score_thr 2.0"),
         (TestOptions, {"kpt_thr": -1.0}, "kpt_thr -1.0"),
         (TestOptions, {"nms_thr": 5.0}, "nms_thr 5.0"),

@@ -19,7 +19,6 @@ import contextlib
 import dataclasses
 import logging
 import math
-import random
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,7 +36,9 @@ from fusepose.engine.checkpoint import (
     FORMAT_VERSION,
     get_rng_state,
     load_checkpoint,
+    plain_scheduler_state,
     save_checkpoint,
+    seed_everything,
     set_rng_state,
 )
 from fusepose.engine.config import (
@@ -55,7 +56,7 @@ from fusepose.engine.init import build_model, freeze_batchnorm, init_from_scratc
 from fusepose.engine.logger import MetricLogger, epoch_lines
 from fusepose.engine.optim import build_optimizer, lr_factor
 from fusepose.engine.validate import evaluate_model, run_description
-from fusepose.errors import CheckpointError, ConfigError, FusePoseError
+from fusepose.errors import CheckpointError, ConfigError, FusePoseError, NonFiniteLossError
 from fusepose.family import BOTTOM_UP, get_family
 from fusepose.losses import build_loss, loss_options
 from fusepose.losses.ae import AE_TYPES
@@ -81,10 +82,6 @@ log = logging.getLogger(__name__)
 Batch = dict[str, Any]
 # (model, config, device) -> metrics dict with cfg.eval.metric among its keys
 Evaluator = Callable[..., dict[str, float]]
-
-
-class NonFiniteLossError(FusePoseError):
-    """The training loss became NaN or infinite; training stopped."""
 
 
 # ---------------------------------------------------------------------------------- trainer
@@ -132,7 +129,7 @@ class Trainer:
         self.main = self.rank == 0
         if cfg.runtime.num_threads > 0:
             torch.set_num_threads(cfg.runtime.num_threads)
-        _seed_everything(cfg.train.seed + self.rank)
+        seed_everything(cfg.train.seed + self.rank)
         self.run_dir = self._prepare_run_dir(cfg, run_dir, config_path)
 
         self.pretrained: BackboneReport | None = None
@@ -260,7 +257,7 @@ class Trainer:
             "config": config_to_dict(self.cfg),
             "state_dict": m.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": _plain_scheduler_state(self.scheduler.state_dict()),
+            "scheduler": plain_scheduler_state(self.scheduler.state_dict()),
             "scaler": self.scaler.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "epoch": self.state.epoch,
@@ -576,17 +573,6 @@ class Trainer:
             "train_seconds": self.state.seconds,
             "budget": self.plan.to_dict() if self.plan is not None else None,
         }
-
-
-def _plain_scheduler_state(state: dict[str, Any]) -> dict[str, Any]:
-    # LambdaLR stores plain functions as None; keep only weights_only-loadable values.
-    return {k: v for k, v in state.items() if k != "lr_lambdas" or all(x is None for x in v)}
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
 
 
 def train(
