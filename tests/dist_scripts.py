@@ -31,12 +31,11 @@ def gt_people(ann: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def evaluate(out: str, ann: str, images: str, max_images: str, workers: str) -> None:
-    from fusepose.distributed import get_rank, init_distributed
+    from fusepose.distributed import get_rank
     from fusepose.inference import Predictor
     from fusepose.inference.dataset import evaluate_dataset
     from fusepose.inference.gt_outputs import top_down_gt_hook
 
-    init_distributed("cpu")
     torch.manual_seed(0)
     pred = Predictor("sfm_coco", allow_random_weights=True, input_size=(128, 96), flip=False,
                      num_threads=1)  # fmt: skip
@@ -56,10 +55,9 @@ def evaluate(out: str, ann: str, images: str, max_images: str, workers: str) -> 
 
 def agree(out: str, failing_rank: str) -> None:
     from fusepose.distributed import agree as agree_
-    from fusepose.distributed import get_rank, init_distributed
+    from fusepose.distributed import get_rank
     from fusepose.errors import DataError
 
-    init_distributed("cpu")
     error = DataError("x.jpg: not a JPEG") if get_rank() == int(failing_rank) else None
     try:
         agree_(error)
@@ -70,4 +68,9 @@ def agree(out: str, failing_rank: str) -> None:
 
 
 if __name__ == "__main__":
-    {"evaluate": evaluate, "agree": agree}[sys.argv[1]](*sys.argv[2:])
+    from fusepose.distributed import process_group
+
+    # the group is left (destroy_process_group) before the interpreter exits: a Gloo group
+    # still alive at exit can abort the process ("terminate called without an active exception")
+    with process_group("cpu"):
+        {"evaluate": evaluate, "agree": agree}[sys.argv[1]](*sys.argv[2:])

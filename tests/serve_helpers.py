@@ -7,9 +7,11 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import struct
 import threading
 import time
 import uuid
+import zlib
 from typing import Any
 
 
@@ -84,3 +86,17 @@ def post_image(port: int, data: bytes, name: str = "image.jpg") -> tuple[int, An
     body, ctype = multipart([("image", name, data, "image/jpeg")])
     status, _h, raw = request(port, "POST", "/api/predict", body, {"Content-Type": ctype})
     return status, json.loads(raw)
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG whose header says width x height (8-bit RGB), with a token IDAT: what a
+    decompression bomb looks like before its pixels are decoded."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + chunk(b"IEND", b""))  # fmt: skip

@@ -141,7 +141,9 @@ def test_demo_with_a_time_budget(tmp_path):
     assert s["budget_minutes"] == 0.4 == plan["minutes"]
     assert s["steps"] == plan["total_steps"] >= plan["probe_steps"] >= 1
     assert s["images_seen"] >= s["steps"]  # batches of up to 8
-    assert 0 < s["budget_step_share"] <= 1.0 and s["train_step_seconds"] > 0
+    # the plan is fixed from the probe epoch's speed, so a machine that slows down afterwards
+    # (the other test worker) overruns by its slow-down: 1.017 seen in CI at this 24 s budget
+    assert 0 < s["budget_step_share"] <= 1.25 and s["train_step_seconds"] > 0
     assert s["epochs"] == plan["epochs"] and plan["val_epochs"][-1] == plan["epochs"]
     log = r.stdout + r.stderr
     assert "\r" not in log and max(len(line) for line in log.splitlines()) < MAX_LINE

@@ -15,6 +15,13 @@ excepted: its docstring shows the forms it rejects). Three rules, one test each:
 3. No numbered section citations: ``§`` followed by a digit cites a section number of a
    document the reader has to guess and that a re-ordering silently breaks. Cite a heading
    anchor (``docs/reconstruction.md#ghost-block``) or, for a paper, its "Sec. 3" / "Table 2".
+4. Repository paths. In the documents that point contributors at files (``PATH_CHECKED``), a
+   path from the repository root (``src/...``, ``tests/...``, ``docs/...``, ``configs/...``,
+   ``scripts/...``) must exist, and ``tests/FILE.py::test_name`` must name a test of that
+   file. A path with a placeholder (``src/fusepose/cli/<module>.py``) names a file to create
+   and is skipped. (Other documents also name files of the repositories they cite.)
+5. docs/contributing.md names the path of every package of ``tests/test_layers.py``'s
+   ``LAYERS``, so its table of where each concept lives covers the whole package.
 
 Anchors are GitHub's: the heading text lower-cased, everything but letters, digits, ``_``,
 ``-`` and spaces removed, spaces turned into ``-``; a repeated heading gets ``-1``, ``-2``.
@@ -39,6 +46,7 @@ SKIP_DIRS = {"__pycache__", ".git", ".venv", "runs", "build", "dist", "node_modu
 GENERATED_NAMES = {
     "ablation.md": "written by `fusepose ablate` (experiments/ablation.py)",
     "perf.md": "the example output of `fusepose perf --markdown perf.md`",
+    "verdict.md": "the example output of `fusepose perf --verdict ... --markdown verdict.md`",
 }
 
 URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
@@ -47,6 +55,12 @@ MD_NAME = re.compile(
     r"(?<![\w./-])((?:\.{1,2}/)*(?:[\w.-]+/)*[\w-][\w.-]*\.md)(?:#([\w-]+))?(?!\w)"
 )
 NUMBERED_SECTION = re.compile(r"§\s*\d")
+# rule 4: the documents whose root-relative paths are checked; a path followed by a
+# placeholder character (<name>, {model}, *) is a file to create and is skipped
+PATH_CHECKED = ("docs/contributing.md", "docs/design.md")
+REPO_PATH = re.compile(
+    r"(?<![\w./-])((?:src|tests|docs|configs|scripts)/[\w./-]*)(?:::(\w+))?([<{*]?)"
+)
 HEADING = re.compile(r"^ {0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
 HTML_ANCHOR = re.compile(r"<a\s+(?:id|name)=\"([^\"]+)\"")
 
@@ -200,6 +214,44 @@ def test_no_numbered_section_citations():
     assert not problems, "\n".join(problems)
 
 
+def path_problem(path: str, test_name: str | None) -> str | None:
+    """Rule 4 for one root-relative path (and ``::test_name``); None when it resolves."""
+    target = ROOT / path.rstrip(".,;:")
+    if not _inside(target) or not target.exists():
+        return "no such file or folder in the repository"
+    if test_name and not re.search(rf"^\s*def {test_name}\(", target.read_text(), re.M):
+        return f"{target.relative_to(ROOT)} has no test {test_name}"
+    return None
+
+
+def test_repository_paths_exist():
+    problems = []
+    for rel in PATH_CHECKED:
+        for where, line in _lines(ROOT / rel):
+            for path, test_name, placeholder in REPO_PATH.findall(line):
+                problem = None if placeholder else path_problem(path, test_name or None)
+                if problem:
+                    problems.append(f"{where}: {path}: {problem}")
+    assert not problems, "\n".join(problems)
+
+
+def test_contributing_names_every_package_of_the_layers():
+    from test_layers import LAYERS
+
+    text = (ROOT / "docs" / "contributing.md").read_text(encoding="utf-8")
+    paths = {
+        pkg: "src/fusepose/__init__.py" if pkg == "__init__" else f"src/fusepose/{pkg}"
+        for layer in LAYERS
+        for pkg in layer
+    }
+    missing = [
+        f"{pkg} ({path}.py or {path}/)" if pkg != "__init__" else f"{pkg} ({path})"
+        for pkg, path in paths.items()
+        if not re.search(rf"`{re.escape(path)}(?:\.py|/)?[`/]", text)
+    ]
+    assert not missing, f"docs/contributing.md, 'Where each concept lives' lacks: {missing}"
+
+
 def test_the_checker_sees_what_it_should():
     """The rules themselves: a missing file, a missing anchor and a numbered § are caught; real
     references pass. (Hand-written cases, so a checker that passes everything fails here.)"""
@@ -227,3 +279,10 @@ def test_the_checker_sees_what_it_should():
     assert slug("Checkpoints (`fusepose.modelfile`; `fusepose.engine.checkpoint` re-exports)") == (
         "checkpoints-fuseposemodelfile-fuseposeenginecheckpoint-re-exports"
     )
+    # rule 4: a missing file, a missing test and a placeholder path
+    assert path_problem("tests/test_layers.py", "test_imports_point_down") is None
+    assert path_problem("src/fusepose/models/", None) is None
+    assert "no such file" in path_problem("src/fusepose/models/nothing.py", None)
+    assert "has no test test_nothing" in path_problem("tests/test_layers.py", "test_nothing")
+    found = REPO_PATH.findall("see `tests/test_x.py::test_y`, `src/fusepose/cli/<verb>.py`.")
+    assert found == [("tests/test_x.py", "test_y", ""), ("src/fusepose/cli/", "", "<")]

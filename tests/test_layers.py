@@ -12,13 +12,13 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "fusepose"
 # Lowest first. A package may import its own modules and those of lower layers only; packages
 # of the same layer do not import each other.
 LAYERS = [
-    {"errors", "assets", "structures", "cpu", "progress"},
-    {"files", "skeletons", "geometry", "distributed"},  # distributed: ranks, shards, gathers
+    {"errors", "assets", "structures", "cpu", "progress", "signals"},
+    {"files", "skeletons", "geometry", "limits", "distributed"},  # distributed: ranks, shards, gathers
     {"family"},  # the model families as data (bottom-up / top-down)
     {"annotations", "description"},
     {"evaluation", "models"},  # evaluation never imports models
     {"codecs", "losses", "registry"},
-    {"data"},
+    {"data", "modelcheck"},  # modelcheck: model files checked as data (codecs, models)
     {"export", "visualization"},  # export never imports inference or benchmark
     {"modelfile"},  # loading a model file: below inference and the training engine
     {"inference"},  # inference never imports engine

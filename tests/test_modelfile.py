@@ -55,8 +55,10 @@ def test_format_1_checkpoints_are_described_as_their_validation_ran(tmp_path):
     config (letterbox (H, W), or HigherHRNet's short side for the square crop), the val AP from
     ``best_metric``; with only ``model_config``, the registered defaults."""
     cfg = config_to_dict(load_config(CONFIGS / "lmfnet_coco4-256_1xb4-150e.yaml"))
+    # a file is described only when its weights fit the architecture it describes
+    weights = fusepose.create_model("lmfnet", **cfg["model"]["overrides"]).state_dict()
     path = save_checkpoint(tmp_path / "old.pth", {
-        "format_version": 1, "model_name": "lmfnet", "state_dict": {}, "config": cfg,
+        "format_version": 1, "model_name": "lmfnet", "state_dict": weights, "config": cfg,
         "model_config": cfg["model"], "best_metric": 0.93,
     })  # fmt: skip
     desc = describe(path)
@@ -66,8 +68,10 @@ def test_format_1_checkpoints_are_described_as_their_validation_ran(tmp_path):
     crop = config_to_dict(load_config(CONFIGS / "lmfnet_coco-512_1xb12-300e.yaml"))
     assert description_from_config(crop).geometry == InputGeometry.short_side(512)
     assert description_from_config(crop).test.flip is True  # eval.flip_test of the recipe
-    bare = save_checkpoint(tmp_path / "mc.pth", {"format_version": 1, "model_name": "sfm_coco",
-                                                  "state_dict": {}})  # fmt: skip
+    bare = save_checkpoint(tmp_path / "mc.pth", {
+        "format_version": 1, "model_name": "sfm_coco",
+        "state_dict": fusepose.create_model("sfm_coco").state_dict(),
+    })  # fmt: skip
     d = describe(bare)
     assert d.geometry == InputGeometry("crop", (256, 192)) and d.test.nms_thr == 0.9
     cfg["data"]["resize"] = "stretch"

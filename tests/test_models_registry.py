@@ -97,3 +97,39 @@ def test_attention_modules_helper():
     mod = names["backbone.stages.0.0.branches.1.3.attention"]
     assert mod.last_maps["channel"].shape == (1, 64, 1, 1)  # branch 1: 64 channels
     assert mod.last_maps["spatial"].shape == (1, 1, 8, 8)  # at stride 8
+
+
+def test_deploy_variant_is_the_network_the_cpu_protocol_trains():
+    """``lmfnet_deploy`` at full size is the network ``fusepose ablate table3 --budget cpu``
+    trains for every variant, here L-MFNet's (same flat config, same tensors), so the AP that
+    protocol measures for L-MFNet is this network's; one Ghost-Block per branch leaves one CBAM
+    per stage branch: 1 (Shuffle-Neck) + 2 + 3 + 4, against 108 in ``lmfnet``."""
+    from fusepose.engine.config import load_config, resolve_config
+    from fusepose.experiments.ablation import EXPERIMENTS
+
+    exp = EXPERIMENTS["deploy"]
+    assert {"lmfnet_deploy", "lmfnet", "higherhrnet_w32"} == set(exp.variants)
+    overrides = load_config(resolve_config(exp.configs["cpu"])).model.overrides
+    trained = create_model("lmfnet", **overrides)
+    deployed = create_model("lmfnet_deploy")
+    assert {**trained.config} == {**deployed.config}
+    shapes = {k: v.shape for k, v in deployed.state_dict().items()}
+    assert {k: v.shape for k, v in trained.state_dict().items()} == shapes
+    names = [n for n, _ in attention_modules(deployed)]
+    assert len(names) == 1 + 2 + 3 + 4 and "backbone.stage1.0.attention" in names
+
+
+def test_stage_attention_once_per_stage_branch():
+    """``stage_attention``: one CBAM per branch on each HR stage's fused output (the last stage
+    outputs branch 0 only), here instead of the Ghost-Blocks' own."""
+    model = create_model("lmfnet", ghost_attention=False, stage_attention=True, **SMALL).eval()
+    names = [n for n, _ in attention_modules(model)]
+    stage = [n for n in names if n.startswith("backbone.stage_attention.")]
+    assert len(names) == 4 + 6 and len(stage) == 2 + 3 + 1  # 4 Shuffle-Necks keep theirs
+    assert "backbone.stage_attention.2.0" in stage and "backbone.stage_attention.2.1" not in stage
+    for _, m in attention_modules(model):
+        m.record_maps = True
+    with torch.no_grad():
+        model(torch.randn(1, 3, 64, 64))
+    maps = dict(attention_modules(model))["backbone.stage_attention.1.2"].last_maps
+    assert maps["channel"].shape == (1, 128, 1, 1) and maps["spatial"].shape == (1, 1, 4, 4)

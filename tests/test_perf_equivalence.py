@@ -13,6 +13,8 @@ No timing here: the numbers come from ``fusepose perf`` (docs/performance.md).
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -427,3 +429,102 @@ def test_failed_compile_falls_back_to_eager(small_lmfnet, monkeypatch, caplog):
     assert len(got) == len(ref)
     for a, b in zip(ref, got, strict=True):
         np.testing.assert_allclose(a.keypoints, b.keypoints, atol=0.5)
+
+
+# ------------------------------------------------------------------ folded channel shuffles
+
+
+def test_shuffle_permutation_is_channel_shuffle():
+    from fusepose.export.fold import shuffle_permutation
+    from fusepose.models.blocks.shuffle import channel_shuffle
+
+    u = torch.arange(2 * 12 * 3 * 2, dtype=torch.float32).view(2, 12, 3, 2)
+    for groups in (2, 3, 4):
+        perm = shuffle_permutation(12, groups)
+        assert torch.equal(channel_shuffle(u, groups), u[:, perm])
+    # by hand, 2 groups of 4: output channel i*2 + j is input channel j*4 + i
+    assert shuffle_permutation(8).tolist() == [0, 4, 1, 5, 2, 6, 3, 7]
+
+
+def test_dense_conv_equals_grouped_conv():
+    from fusepose.export.fold import dense_conv
+
+    torch.manual_seed(0)
+    for c_in, c_out, groups, k in ((8, 16, 8, 1), (12, 6, 3, 3), (4, 4, 1, 1)):
+        conv = nn.Conv2d(c_in, c_out, k, padding=k // 2, groups=groups, bias=True).eval()
+        dense = dense_conv(conv)
+        assert dense.groups == 1 and dense.weight.shape == (c_out, c_in, k, k)
+        # zeros outside each group's block: the dense conv has no extra non-zero weights
+        assert int((dense.weight != 0).sum()) == int((conv.weight != 0).sum())
+        x = torch.randn(2, c_in, 7, 5)
+        with torch.inference_mode():
+            torch.testing.assert_close(dense(x), conv(x), rtol=1e-5, atol=1e-6)
+
+
+# three Shuffle-Necks: two shuffles fold into the next neck's pre conv, one into the transitions
+THREE_NECKS = {**SMALL_LMFNET, "stage1_blocks": 3}
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("name", ["lmfnet", "lmfnet_deploy"])
+def test_fold_channel_shuffles_same_function_fewer_nodes(name, coco_dir, tmp_path):
+    """Folding every Shuffle-Neck's shuffle into the convs that read it: raw outputs close,
+    decoded keypoints on the COCO images within 0.5 px, no Transpose left in the ONNX graph
+    and no grouped 1x1 conv in stage 1."""
+    import onnx
+
+    from fusepose.export.fold import fold_channel_shuffles
+    from fusepose.export.package import export_model
+    from fusepose.inference.predictor import Predictor
+
+    torch.manual_seed(0)
+    model = _randomize(create_model(name, **THREE_NECKS))
+    folded = fold_batchnorm(model)
+    assert fold_channel_shuffles(folded) == 3
+    assert not any(getattr(m, "shuffle_output", False) for m in folded.modules())
+    assert all(n.pre.conv.groups == 1 for n in folded.backbone.stage1)
+    x = torch.randn(1, 3, *SIZE, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        _assert_outputs_close([t.numpy() for t in model(x)], [t.numpy() for t in folded(x)])
+
+    def ops(net, tag):
+        path = tmp_path / f"{tag}.onnx"
+        export_model(net, path, SIZE)
+        return path, [n.op_type for n in onnx.load(str(path)).graph.node]
+
+    _, before = ops(fast_attention(fold_batchnorm(model)), "before")
+    path, after = ops(optimize_for_inference(model), "after")
+    assert before.count("Transpose") == 3 and after.count("Transpose") == 0
+    assert len(after) < len(before)
+    preds = {"orig": Predictor(model, **LB), "onnx_folded": Predictor(backend="onnx", onnx_path=path),
+             "torch_folded": Predictor(optimize_for_inference(model, True), **LB)}  # fmt: skip
+    # the network's output at a quarter of the usual 0.2: its own peaks stay below the 0.1
+    # detection threshold, so the people compared are the image's (at 0.2 this randomised
+    # three-neck network adds low-score people made of near-tied noise peaks, where a 1e-6
+    # change regroups a joint: the unfolded channels-last copy does that too)
+    compared = 0
+    for pair, err in _decoded_pairs(preds, coco_dir, _output_scale(model) / 4, n_images=4):
+        assert err["people_a"] == err["people_b"], (pair, err)
+        assert err["max_px"] <= 0.5, (pair, err)
+        compared += err["joints"]
+    assert compared >= 100
+
+
+def test_fold_keeps_a_shuffle_it_cannot_fold():
+    """A transition that is not a plain dense conv keeps the last shuffle (and the output)."""
+    from fusepose.export.fold import fold_channel_shuffles
+
+    torch.manual_seed(0)
+    model = _randomize(create_model("lmfnet", **{**SMALL_LMFNET, "stage1_blocks": 2}))
+    folded = fold_batchnorm(model)
+    folded.backbone.transitions[0][0] = nn.Sequential(
+        nn.Identity(), *folded.backbone.transitions[0][0]
+    )
+    ref = copy.deepcopy(folded)
+    assert fold_channel_shuffles(folded, dense_pre=False) == 0
+    assert fold_channel_shuffles(folded) == 1  # the first neck's, into the dense pre conv
+    assert folded.backbone.stage1[-1].shuffle_output
+    x = torch.randn(1, 3, 64, 64)
+    with torch.inference_mode():
+        _assert_outputs_close([t.numpy() for t in ref(x)], [t.numpy() for t in folded(x)])

@@ -36,6 +36,7 @@ def test_perf_rows_ratios_and_markdown(tmp_path, coco_dir, force_isa, bf16):
         flip_section=False,
         threads_section=False,
         peak_section=False,
+        mac_bound=False,  # the MAC-bound column: tests/test_perf_speed.py
         workdir=str(tmp_path),
     )
     res = run_perf(cfg)

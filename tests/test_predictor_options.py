@@ -48,7 +48,7 @@ def test_the_constructor_takes_at_most_nine_parameters():
         (RunOptions, {"num_threads": 0}, "threads 0"),
         (RunOptions, {"device": "tpu"}, "device 'tpu'"),
         (RunOptions, {"calibration": "one.jpg"}, "calibration 'one.jpg'"),
-        (TestOptions, {"scales": (1.0, 0.0)}, "scales [1.0, 0.0]"),
+        (TestOptions, {"scales": (1.0, 0.0)}, "scale 0.0"),
         (TestOptions, {"score_thr": 2.0}, "score_thr 2.0"),
         (TestOptions, {"kpt_thr": -1.0}, "kpt_thr -1.0"),
         (TestOptions, {"nms_thr": 5.0}, "nms_thr 5.0"),
@@ -133,8 +133,8 @@ def test_keywords_set_fields_over_the_objects_given():
 
 
 def test_a_detector_by_name_runs_with_the_run_options_device_and_threads():
-    pred = Predictor("sfm_coco", allow_random_weights=True, run=RunOptions(num_threads=1),
-                     boxes=BoxOptions(detector="lmfnet_lite"))  # fmt: skip
+    pred = Predictor("test_sfm", allow_random_weights=True, run=RunOptions(num_threads=1),
+                     boxes=BoxOptions(detector="test_lmfnet"))  # fmt: skip
     det = pred.detector
     assert det is not None and det.kind == "bottom_up"
     assert det.run_options == RunOptions(device="cpu", num_threads=1)

@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import struct
 import subprocess
 import sys
 import tempfile
 import threading
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -25,7 +23,7 @@ pytest.importorskip(
 pytest.importorskip("uvicorn", reason="the serve extra is not installed")
 
 from cli_helpers import run_cli  # noqa: E402
-from serve_helpers import LiveServer, multipart, post_image, request  # noqa: E402
+from serve_helpers import LiveServer, multipart, png_header, post_image, request  # noqa: E402
 
 from fusepose.data.io import read_image  # noqa: E402
 from fusepose.inference import Predictor  # noqa: E402
@@ -105,20 +103,6 @@ def test_fifty_concurrent_predictions_match_the_predictor(live, predictor, coco_
         same_people(answer, refs[path])
 
 
-def _png_header(width: int, height: int) -> bytes:
-    """A PNG whose header says width x height (8-bit RGB), with a token IDAT: what a
-    decompression bomb looks like before its pixels are decoded."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-            + chunk(b"IEND", b""))  # fmt: skip
-
-
 def _malformed(coco_dir: Path) -> list[tuple[str, int, str, str, object, dict]]:
     """``(what, expected status, method, path, body, headers)``."""
     jpg = (coco_dir / IMAGES[0]).read_bytes()
@@ -161,9 +145,9 @@ def _malformed(coco_dir: Path) -> list[tuple[str, int, str, str, object, dict]]:
         ("truncated JPEG", 400, "POST", "/api/predict",
          *form(("image", "a.jpg", jpg[: len(jpg) // 2], "image/jpeg"))),
         ("PNG header of 30000 x 30000", 413, "POST", "/api/predict",
-         *form(("image", "bomb.png", _png_header(30000, 30000), "image/png"))),
+         *form(("image", "bomb.png", png_header(30000, 30000), "image/png"))),
         ("PNG of 60000 x 1", 413, "POST", "/api/predict",
-         *form(("image", "wide.png", _png_header(60000, 1), "image/png"))),
+         *form(("image", "wide.png", png_header(60000, 1), "image/png"))),
         ("a 2 x 3000 strip (a 64 x 96000 network input)", 413, "POST", "/api/predict",
          *form(("image", "strip.png", cv2.imencode(".png", np.zeros((2, 3000, 3), np.uint8))[1]
                 .tobytes(), "image/png"))),

@@ -227,6 +227,7 @@ def _annotations(
     """Each image's validated people, and K (from the first annotation when not known)."""
     annotations: dict[int, list[PersonAnnotation]] = {iid: [] for iid in images}
     ann_ids: set[Any] = set()
+    contradictions: list[str] = []
     for i, ann in enumerate(entries):
         where = f"annotations[{i}]"
         if not isinstance(ann, dict):
@@ -248,6 +249,15 @@ def _annotations(
         K = _keypoint_count(path, where, ann["keypoints"], K)
         person = _person(path, where, ann, K, images)
         annotations[person.image_id].append(person)
+        # the COCO tools ignore a person whose num_keypoints is 0, whatever it has labelled
+        # (other counts may differ on purpose: CrowdPose's leave out the head and neck)
+        if ann.get("num_keypoints") == 0 and person.num_labelled and not person.iscrowd:
+            contradictions.append(f"{where}: num_keypoints 0, {person.num_labelled} labelled")
+    if contradictions:
+        logger.warning("%s: %d people have labelled keypoints but num_keypoints 0, so COCO "
+                       "scoring ignores them (first %s); set num_keypoints to the count of "
+                       "labelled joints to score them", path, len(contradictions),
+                       contradictions[0])  # fmt: skip
     return annotations, K
 
 

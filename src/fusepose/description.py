@@ -24,7 +24,9 @@ from typing import Any
 
 from fusepose.errors import CheckpointError, ConfigError
 from fusepose.family import Family, get_family
+from fusepose.files import dumps_json
 from fusepose.geometry import InputGeometry
+from fusepose.limits import MAX_INPUT_SIDE, check_number
 from fusepose.skeletons import SKELETONS, Skeleton, get_skeleton
 
 __all__ = [
@@ -38,6 +40,9 @@ __all__ = [
 ]
 
 DESCRIPTION_VERSION = 1
+# test-time scales beyond this make inputs that no model was trained for (and huge ones)
+MAX_TEST_SCALE = 8.0
+MAX_KEYPOINTS = 1000
 
 
 @dataclass(frozen=True)
@@ -62,8 +67,8 @@ class TestSettings:
 
     def __post_init__(self) -> None:
         scales = tuple(float(s) for s in self.scales) or (1.0,)
-        if any(not (s > 0) for s in scales):
-            raise ConfigError(f"scales {list(scales)}: every scale must be positive")
+        for s in scales:
+            check_number(s, "scale", 0, MAX_TEST_SCALE, lo_open=True)
         object.__setattr__(self, "scales", scales)
         object.__setattr__(self, "flip", bool(self.flip))
         for name in ("score_thr", "kpt_thr"):
@@ -88,6 +93,10 @@ class TestSettings:
             return cls()
         if not isinstance(data, dict):
             raise ConfigError(f"test settings {data!r}: expected a mapping")
+        if not isinstance(data.get("flip", False), bool):
+            raise ConfigError(f"test.flip {data['flip']!r}: expected true or false")
+        if not isinstance(data.get("scales", []), list | tuple):
+            raise ConfigError(f"test.scales {data['scales']!r}: expected a list of numbers")
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
@@ -128,6 +137,10 @@ class ModelDescription:
             raise ConfigError(
                 f"skeleton {self.skeleton.name!r} has {self.skeleton.num_keypoints} keypoints, "
                 f"model {self.model!r} {self.num_keypoints}"
+            )
+        if max(self.geometry.size) > MAX_INPUT_SIDE:
+            raise ConfigError(
+                f"input size {list(self.geometry.size)}: at most {MAX_INPUT_SIDE} pixels a side"
             )
         if self.geometry.mode not in self.family.geometry_modes:
             raise ConfigError(
@@ -178,43 +191,46 @@ class ModelDescription:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
+        return dumps_json(self.to_dict(), sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "<description>") -> ModelDescription:
         """Inverse of :meth:`to_dict`; :class:`CheckpointError` naming ``source`` if malformed."""
         if not isinstance(data, dict):
             raise CheckpointError(f"{source}: model description is not a mapping")
-        if int(data.get("version", 1)) > DESCRIPTION_VERSION:
-            raise CheckpointError(
-                f"{source}: model description version {data['version']} is newer than this "
-                f"fusepose reads ({DESCRIPTION_VERSION}); upgrade fusepose"
-            )
         missing = [k for k in ("model", "kind", "num_keypoints", "skeleton", "geometry", "codec")
                    if k not in data]  # fmt: skip
         if missing:
             raise CheckpointError(f"{source}: model description lacks {missing}")
-        try:
+        try:  # a file from elsewhere is data: every field typed and range-checked
+            version = check_number(data.get("version", 1), "version", 1, integer=True)
+            if version > DESCRIPTION_VERSION:
+                raise CheckpointError(
+                    f"{source}: model description version {version} is newer than this "
+                    f"fusepose reads ({DESCRIPTION_VERSION}); upgrade fusepose"
+                )
             return cls(
-                model=str(data["model"]),
-                kind=str(data["kind"]),
-                num_keypoints=int(data["num_keypoints"]),
+                model=_text(data["model"], "model"),
+                kind=_text(data["kind"], "kind"),
+                num_keypoints=check_number(
+                    data["num_keypoints"], "num_keypoints", 1, MAX_KEYPOINTS, integer=True
+                ),  # fmt: skip
                 skeleton=Skeleton.from_dict(data["skeleton"], f"{source}: skeleton"),
                 geometry=InputGeometry.from_dict(data["geometry"]),
-                codec=dict(data["codec"]),
+                codec=_codec_spec(data["codec"]),
                 test=TestSettings.from_dict(data.get("test")),
-                overrides=dict(data.get("overrides") or {}),
-                val=data.get("val"),
-                version=int(data.get("version", 1)),
+                overrides=_overrides(data.get("overrides") or {}),
+                val=_val(data.get("val")),
+                version=version,
             )
-        except (ConfigError, TypeError, ValueError) as e:
+        except (ConfigError, TypeError, ValueError, RecursionError) as e:
             raise CheckpointError(f"{source}: malformed model description: {e}") from None
 
     @classmethod
     def from_json(cls, text: str, source: str = "<description>") -> ModelDescription:
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, RecursionError) as e:
             raise CheckpointError(f"{source}: model description is not JSON ({e})") from None
         return cls.from_dict(data, source)
 
@@ -311,6 +327,64 @@ def default_description_for(
         codec=fam.default_codec_spec(**fam.codec_defaults),
         test=TestSettings(nms_thr=fam.nms_thr), overrides=dict(overrides or {}),
     )  # fmt: skip
+
+
+def _text(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > 200:
+        raise ConfigError(f"{name} {value!r}: expected a name")
+    return value
+
+
+def _plain_value(value: Any, name: str, *, negative: bool = True, item: bool = False) -> Any:
+    """A stored scalar: None, bool, a finite number (``negative=False``: >= 0) or a short
+    string; or a list of them (one level: no nesting)."""
+    if isinstance(value, list | tuple):
+        if item:
+            raise ConfigError(f"{name}: nested lists")
+        return [_plain_value(v, f"{name}[{i}]", negative=negative, item=True)
+                for i, v in enumerate(value)]  # fmt: skip
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        if len(value) > 200:
+            raise ConfigError(f"{name}: a string of {len(value)} characters")
+        return value
+    return check_number(value, name, None if negative else 0)
+
+
+def _overrides(data: Any) -> dict[str, Any]:
+    """Architecture overrides: names -> counts, sizes, flags and names (never negative)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"overrides {data!r}: expected a mapping")
+    out = {}
+    for key, value in data.items():
+        if not isinstance(key, str) or not key.isidentifier():
+            raise ConfigError(f"overrides: {key!r} is not an option name")
+        out[key] = _plain_value(value, f"overrides.{key}", negative=False)
+    return out
+
+
+def _codec_spec(data: Any) -> dict[str, Any]:
+    """``{"type": name, "kwargs": {name: plain value}}``."""
+    if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+        raise ConfigError(f"codec {data!r}: expected {{'type': name, 'kwargs': {{...}}}}")
+    kwargs = data.get("kwargs") or {}
+    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        raise ConfigError(f"codec kwargs {kwargs!r}: expected a mapping of names")
+    return {**data, "kwargs": {k: _plain_value(v, f"codec.{k}") for k, v in kwargs.items()}}
+
+
+def _val(data: Any) -> dict[str, Any] | None:
+    """The validation record: None, or a mapping whose ``value`` is a number (or None)."""
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise ConfigError(f"val {data!r}: expected a mapping or null")
+    value = data.get("value")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise ConfigError(f"val.value {value!r}: expected a number")
+    dumps_json(data)  # plain data only (TypeError / RecursionError otherwise)
+    return data
 
 
 def _plain(obj: Any) -> Any:

@@ -26,3 +26,7 @@ class ConfigError(FusePoseError, ValueError):
 
 class SourceError(FusePoseError, ValueError):
     """An inference source (image, folder, video, webcam) cannot be opened."""
+
+
+class NonFiniteLossError(FusePoseError):
+    """The training loss became NaN or infinite; training stopped."""

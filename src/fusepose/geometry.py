@@ -282,9 +282,13 @@ class InputGeometry:
     def __post_init__(self) -> None:
         if self.mode not in GEOMETRY_MODES:
             raise ConfigError(f"input geometry mode {self.mode!r}: use one of {GEOMETRY_MODES}")
-        size = tuple(int(v) for v in self.size)
+        try:
+            size = tuple(int(v) for v in self.size)
+        except (TypeError, ValueError, OverflowError):
+            size = ()
         if len(size) != 2 or min(size) <= 0:
-            raise ConfigError(f"input size {list(self.size)}: expected two positive ints (H, W)")
+            shown = list(self.size) if isinstance(self.size, list | tuple) else self.size
+            raise ConfigError(f"input size {shown!r}: expected two positive ints (H, W)")
         object.__setattr__(self, "size", size)
 
     # -------------------------------------------------------------- constructors

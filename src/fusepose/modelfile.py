@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,9 +30,12 @@ from fusepose.description import ModelDescription, default_description_for, skel
 from fusepose.errors import CheckpointError, ConfigError, FusePoseError
 from fusepose.export.ir import is_exported
 from fusepose.export.metadata import read_description
+from fusepose.files import atomic_write
 from fusepose.geometry import InputGeometry
+from fusepose.limits import check_number
+from fusepose.modelcheck import check_fits, materialize, model_skeleton, state_tensors
 from fusepose.models import convert
-from fusepose.models.registry import create_model, get_model_info
+from fusepose.models.registry import get_model_info
 
 log = logging.getLogger(__name__)
 
@@ -56,44 +58,14 @@ _REQUIRED = ("format_version", "model_name", "state_dict")
 
 
 def save_checkpoint(path: str | os.PathLike, ckpt: Mapping[str, Any]) -> Path:
-    """Write ``ckpt`` to ``path`` atomically.
-
-    The data goes to a temporary file in the same folder, is flushed and fsynced, then
-    ``os.replace`` puts it in place; a crash at any point leaves the previous file intact.
-    """
+    """Write ``ckpt`` to ``path`` atomically (:func:`fusepose.files.atomic_write`): a crash
+    at any point leaves the previous file intact."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = dict(ckpt)
     data.setdefault("format_version", FORMAT_VERSION)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
+    with atomic_write(path, "wb") as f:
+        torch.save(data, f)
     return path
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Make the rename itself durable (POSIX); not possible / needed on Windows.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -110,15 +82,21 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 def _check_fusepose(obj: Any, path: Path) -> None:
     if not isinstance(obj, dict) or any(k not in obj for k in _REQUIRED):
-        keys = sorted(obj)[:5] if isinstance(obj, dict) else type(obj).__name__
+        keys = sorted(map(str, obj))[:5] if isinstance(obj, dict) else type(obj).__name__
         raise CheckpointError(
             f"{path}: not a fusepose checkpoint (needs keys {list(_REQUIRED)}; found {keys})"
         )
-    if int(obj["format_version"]) > FORMAT_VERSION:
+    try:
+        version = check_number(obj["format_version"], "format_version", 1, integer=True)
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    if version > FORMAT_VERSION:
         raise CheckpointError(
-            f"{path}: checkpoint format {obj['format_version']} is newer than this fusepose "
+            f"{path}: checkpoint format {version} is newer than this fusepose "
             f"(reads up to {FORMAT_VERSION})"
         )
+    if not isinstance(obj["model_name"], str):
+        raise CheckpointError(f"{path}: model_name {obj['model_name']!r} is not a name")
 
 
 def load_weights(
@@ -129,45 +107,45 @@ def load_weights(
     Accepts a fusepose checkpoint (its ``model_name`` must equal ``model.info.name``; the
     validated weights are taken, see :func:`load_model`), a bare state dict, or the official
     HigherHRNet checkpoint (names converted by ``fusepose.models.convert``). ``state``: an
-    already loaded file object (saves reading ``path`` twice). Returns torch's
+    already loaded file object (saves reading ``path`` twice). ``strict``: every tensor must
+    fit (:func:`fusepose.modelcheck.check_fits`). Returns torch's
     ``(missing_keys, unexpected_keys)``.
     """
     path = Path(path)
     obj = convert.read_torch_file(path) if state is None else state
     expected = getattr(getattr(model, "info", None), "name", None)
-    if convert.is_fusepose_checkpoint(obj) and expected is not None and obj["model_name"] != expected:
+    if (
+        convert.is_fusepose_checkpoint(obj)
+        and expected is not None
+        and obj["model_name"] != expected
+    ):
         raise CheckpointError(f"{path}: checkpoint is for {obj['model_name']}, not {expected}")
-    weights = convert.strip_prefixes(convert.state_dict_of(obj, path))
     own = model.state_dict()
-    if not any(k in own for k in weights):
-        try:
-            weights = dict(convert.convert_official_higherhrnet(weights))
-        except Exception as e:  # noqa: BLE001 - report as a checkpoint problem
-            raise CheckpointError(
-                f"{path}: weights do not fit {expected or type(model).__name__} and are not the "
-                f"official HigherHRNet layout ({e})"
-            ) from None
+    weights = _inference_weights(obj, own, path)
+    if strict:
+        check_fits(own, weights, str(path), expected or type(model).__name__)
+    elif weights and not any(k in own for k in weights):
+        raise CheckpointError(f"{path}: none of its weights' names is one of "
+                              f"{expected or type(model).__name__}'s")  # fmt: skip
     try:
-        result = model.load_state_dict(weights, strict=strict)
-    except RuntimeError as e:
+        result = model.load_state_dict(weights, strict=False)
+    except RuntimeError as e:  # strict=False: a tensor of another shape
         raise CheckpointError(
             f"{path}: weights do not fit {expected or type(model).__name__}: "
-            + _mismatch_summary(model.state_dict(), weights)
-        ) from e
+            + " ".join(str(e).split())[:300]
+        ) from None
     log.info("loaded weights from %s", path)
     return result
 
 
-def _mismatch_summary(own: dict[str, Any], state: dict[str, Any]) -> str:
-    """One line: how many tensors are missing, unexpected or of another shape (first of each)."""
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shape = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
-    parts = []
-    for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape differs", shape)):
-        if keys:
-            parts.append(f"{len(keys)} {label} (e.g. {keys[0]})")
-    return "; ".join(parts) or "incompatible state dict"
+def _inference_weights(obj: Any, own: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    """The weights of a loaded file (:func:`convert.state_dict_of`, checked to be a mapping
+    of tensors, prefixes stripped) in fusepose names: the official HigherHRNet file's are
+    converted when none of them is one of ``own``'s names."""
+    weights = convert.strip_prefixes(state_tensors(convert.state_dict_of(obj, path), str(path)))
+    if weights and not any(k in own for k in weights) and convert.is_official_higherhrnet(weights):
+        weights = dict(convert.convert_official_higherhrnet(weights, str(path)))
+    return weights
 
 
 # ------------------------------------------------------------------------------ descriptions
@@ -225,26 +203,43 @@ def _info(name: str):
 
 
 def _described(obj: Any, path: Path, name: str | None) -> ModelDescription:
-    """The description of a loaded checkpoint object (format 2, format 1 or a bare state dict)."""
+    """The description of a loaded checkpoint object (format 2, format 1 or a bare state
+    dict); what the file stores is checked field by field (CheckpointError naming ``path``)."""
     if convert.is_fusepose_checkpoint(obj):
+        if not isinstance(obj["model_name"], str):
+            raise CheckpointError(f"{path}: model_name {obj['model_name']!r} is not a name")
         if name and obj["model_name"] != name:
             raise CheckpointError(f"{path}: checkpoint is for {obj['model_name']}, not {name}")
-        if isinstance(obj.get("description"), dict):
-            return ModelDescription.from_dict(obj["description"], str(path))
-        cfg = obj.get("config")
-        if isinstance(cfg, dict) and isinstance(cfg.get("model"), dict):
-            return description_from_config(cfg, _legacy_val(obj, cfg))
-        mc = obj.get("model_config") if isinstance(obj.get("model_config"), dict) else {}
-        return default_description(
-            str(obj["model_name"]), num_keypoints=mc.get("num_keypoints"),
-            overrides=mc.get("overrides"),
-        )  # fmt: skip
+        if "description" in obj and obj["description"] is not None:
+            desc = ModelDescription.from_dict(obj["description"], str(path))
+            if desc.model != obj["model_name"]:
+                raise CheckpointError(f"{path}: model_name {obj['model_name']!r} and its "
+                                      f"description's model {desc.model!r} disagree")  # fmt: skip
+            return desc
+        try:
+            return _described_legacy(obj)
+        except FusePoseError as e:
+            raise CheckpointError(f"{path}: {e}") from None
+        except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as e:
+            raise CheckpointError(f"{path}: malformed training config ({e})") from None
     if not name:
         raise CheckpointError(
             f"{path}: a bare state dict does not say which model it is: pass the model name "
             "(see `fusepose models`)"
         )
     return default_description(name)
+
+
+def _described_legacy(obj: dict[str, Any]) -> ModelDescription:
+    """A format-1 checkpoint's description: from its training config, else its model_config."""
+    cfg = obj.get("config")
+    if isinstance(cfg, dict) and isinstance(cfg.get("model"), dict):
+        return description_from_config(cfg, _legacy_val(obj, cfg))
+    mc = obj.get("model_config") if isinstance(obj.get("model_config"), dict) else {}
+    return default_description(
+        str(obj["model_name"]), num_keypoints=mc.get("num_keypoints"),
+        overrides=mc.get("overrides"),
+    )  # fmt: skip
 
 
 def _legacy_val(obj: dict[str, Any], cfg: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -261,13 +256,30 @@ def _legacy_val(obj: dict[str, Any], cfg: Mapping[str, Any]) -> dict[str, Any] |
     }
 
 
+def _checked(path: Path, name: str | None) -> tuple[ModelDescription, torch.nn.Module, dict]:
+    """A checkpoint read as data and checked before any tensor is built
+    (:mod:`fusepose.modelcheck`): ``(description, meta skeleton, inference weights)``."""
+    obj = convert.read_torch_file(path)
+    if isinstance(obj, dict) and "format_version" in obj:
+        _check_fusepose(obj, path)
+    desc = _described(obj, path, name)
+    skeleton = model_skeleton(desc, str(path))
+    own = skeleton.state_dict()
+    weights = _inference_weights(obj, own, path)
+    what = f"{desc.model} with {desc.num_keypoints} keypoints" + (
+        f" and overrides {desc.overrides}" if desc.overrides else "")  # fmt: skip
+    check_fits(own, weights, str(path), what)
+    return desc, skeleton, weights
+
+
 def describe(path: str | os.PathLike, name: str | None = None) -> ModelDescription:
     """The :class:`ModelDescription` of a checkpoint, an exported ``.onnx`` file or an
-    OpenVINO IR ``.xml``."""
+    OpenVINO IR ``.xml``, checked as :func:`load_model` checks it (a file ``inspect`` accepts
+    is one every verb runs)."""
     path = Path(path)
     if is_exported(path):
         return read_description(path)
-    return _described(convert.read_torch_file(path), path, name)
+    return _checked(path, name)[0]
 
 
 def load_model(
@@ -278,23 +290,17 @@ def load_model(
     The architecture is rebuilt from the file (registered name, keypoint count, overrides), so
     any checkpoint the project writes runs with no flags; ``name`` checks it (and is required
     for bare state dicts and the official HigherHRNet file). The weights are the ones the
-    checkpoint's validation scored (its EMA when validation used the EMA).
+    checkpoint's validation scored (its EMA when validation used the EMA). The file is read
+    as data and checked first (:func:`_checked`); memory is taken only for a model whose
+    weights fit.
     """
     path = Path(path)
     if is_exported(path):
         raise ConfigError(f"{path}: an exported file runs with the onnx / openvino backend, not "
                           "as a torch model")  # fmt: skip
-    obj = convert.read_torch_file(path)
-    if isinstance(obj, dict) and "format_version" in obj:
-        _check_fusepose(obj, path)
-    desc = _described(obj, path, name)
-    try:
-        model = create_model(desc.model, num_keypoints=desc.num_keypoints, **desc.overrides)
-    except KeyError as e:
-        raise ConfigError(str(e.args[0])) from None
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{path}: cannot build {desc.model!r} with {desc.overrides}: {e}") from None
-    load_weights(model, path, state=obj)
+    desc, skeleton, weights = _checked(path, name)
+    model = materialize(skeleton, weights)
+    log.info("loaded weights from %s", path)
     return model.to(device).eval(), desc
 
 

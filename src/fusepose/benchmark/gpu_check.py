@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import logging
 import os
 import socket
@@ -43,7 +42,7 @@ from fusepose.engine.trainer import Trainer
 from fusepose.errors import FusePoseError
 from fusepose.export.package import compare_onnx, export_model
 from fusepose.family import BOTTOM_UP, TOP_DOWN
-from fusepose.files import write_text_atomic
+from fusepose.files import dumps_json, write_text_atomic
 from fusepose.inference.predictor import Predictor
 from fusepose.modelfile import default_description
 from fusepose.models import InferenceWrapper, get_model_info, list_models
@@ -226,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         print("gpu check skipped: no CUDA device", file=sys.stderr)
     else:
         report = run_checks(args)
-    text = json.dumps(report, indent=2)
+    text = dumps_json(report, indent=2)
     print(text)
     if args.out:
         write_text_atomic(args.out, text + "\n")

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from fusepose.benchmark.dataloader import bench_data
 from fusepose.family import FAMILIES
+from fusepose.files import write_json_atomic
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +41,5 @@ def run(args: argparse.Namespace) -> int:
             f"{d['people_decoded']} decoded"
         )
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=2)
+        write_json_atomic(args.json, res, indent=2)
     return 0

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from fusepose.errors import ConfigError
+from fusepose.files import write_json_atomic
 
 CONVENTIONS = {
     "gmacs": "FlopCounterMode FLOPs/2: convs (transposed convs on their input grid) + matmuls",
@@ -56,8 +56,7 @@ def run(args: argparse.Namespace) -> int:
         payload = {"model": args.model, "kind": info.kind, **d, "conventions": CONVENTIONS,
                    "paper": paper}  # fmt: skip
         try:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(payload, indent=2) + "\n")
+            write_json_atomic(args.json, payload, indent=2)
         except OSError as e:
             raise ConfigError(f"--json {args.json}: cannot write: {e.strerror or e}") from None
     return 0

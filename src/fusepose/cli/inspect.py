@@ -13,10 +13,10 @@ what NNCF did, what stayed in float, and the guard's verdict).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from fusepose.export.metadata import read_metadata
+from fusepose.files import dumps_json
 from fusepose.modelfile import describe
 
 
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     if int8:
         info["int8"] = int8
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(dumps_json(info, indent=2))  # strict JSON: a NaN stored in the file is null
         return 0
     val = desc.val or {}
     lines = [
@@ -52,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
     if val:
         where = f" on {val.get('ann')}" if val.get("ann") else ""
         epoch = f" (epoch {val['epoch']})" if val.get("epoch") else ""
-        lines.append(f"  validation  {val.get('metric', 'AP')} {val.get('value'):.4f}{where}{epoch}")
+        value = val.get("value")  # a number, or null in a file that stored NaN
+        shown = f"{value:.4f}" if isinstance(value, int | float) else "none"
+        lines.append(f"  validation  {val.get('metric', 'AP')} {shown}{where}{epoch}")
     else:
         lines.append("  validation  none recorded")
     if int8:

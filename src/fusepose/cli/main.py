@@ -12,8 +12,10 @@ import logging
 import os
 import sys
 
+from fusepose.cli.flags import check_flags
 from fusepose.cli.outputs import check_outputs
 from fusepose.errors import FusePoseError
+from fusepose.signals import Terminated, sigterm_as_interrupt
 
 # verb -> (module, one-line help)
 VERBS: dict[str, tuple[str, str]] = {
@@ -95,8 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
     try:
-        check_outputs(args)  # every output path exists or can be made, before any work
-        return int(module.run(args) or 0)
+        check_flags(args)  # every number in its range, before any work
+        check_outputs(args)  # every output path exists or can be made, and is no input
+        with sigterm_as_interrupt():
+            return int(module.run(args) or 0)
+    except Terminated:
+        print("terminated (SIGTERM): finished results were kept", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         _say("interrupted")
         return 130

@@ -20,6 +20,12 @@ models; each JSON row says ``guard_weights``: ``checkpoint`` or ``random``, and 
 former decide the fastest path (``best``)::
 
     fusepose perf --checkpoints runs/guard --json perf.json
+
+Every row shows its MAC-bound time; ``--streams N`` adds images/s of N single-thread streams;
+``--verdict R1.json R2.json R3.json`` measures nothing and combines separate runs' JSON files
+into issue 22's speed verdict (``fusepose.benchmark.verdict``)::
+
+    fusepose perf --verdict run1.json run2.json run3.json --markdown verdict.md
 """
 
 from __future__ import annotations
@@ -116,6 +122,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workdir", default=None, help="ONNX export cache (default ~/.cache/fusepose/perf)"
     )
+    parser.add_argument(
+        "--streams",
+        type=int,
+        default=0,
+        metavar="N",
+        help="throughput section: images/s of N single-thread streams (processes) beside one "
+        "process at --threads, per model's fastest accurate exported path (default 0: off)",
+    )
+    parser.add_argument(
+        "--no-mac-bound",
+        action="store_true",
+        help="skip the dense-rate probes behind every row's MAC-bound column",
+    )
+    parser.add_argument(
+        "--verdict",
+        nargs="+",
+        metavar="RUN.json",
+        help="measure nothing: issue 22's speed verdict over the --json files of separate perf "
+        "runs (each candidate's best accurate path against the baseline's, the range of "
+        "the ratios); --json / --markdown write it",
+    )
     parser.add_argument("--json", metavar="FILE", help="write the full result here")
     parser.add_argument("--markdown", metavar="FILE", help="write the markdown tables here")
 
@@ -133,6 +160,8 @@ def _pairs(items: list[str], flag: str, form: str) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     from fusepose.experiments.perf_table import PerfConfig, run_perf, to_markdown, write_outputs
 
+    if args.verdict:
+        return _verdict(args)
     weights = _pairs(args.weights, "--weights", "MODEL=FILE")
     peers = _pairs(args.peer, "--peer", "NAME=FILE.onnx")
     cfg = PerfConfig(
@@ -155,8 +184,19 @@ def run(args: argparse.Namespace) -> int:
         weights=weights,
         int8_checkpoint=args.int8_checkpoint,
         checkpoints=args.checkpoints,
+        mac_bound=not args.no_mac_bound,
+        streams=args.streams,
     )
     res = run_perf(cfg, progress=lambda msg: logger.info("%s", msg))
     print(to_markdown(res), end="")
     write_outputs(res, args.json, args.markdown)
+    return 0
+
+
+def _verdict(args: argparse.Namespace) -> int:
+    from fusepose.benchmark.verdict import run_verdict, verdict_markdown, write_verdict
+
+    v = run_verdict(args.verdict)
+    print(verdict_markdown(v), end="")
+    write_verdict(v, args.json, args.markdown)
     return 0

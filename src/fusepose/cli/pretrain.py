@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from fusepose.cli.train import add_arguments as _train_arguments
+from fusepose.cli.train import check_run_folder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from fusepose.engine.pretrain import pretrain
 
     cfg = load_config(args.config, args.overrides, schema=PretrainConfig)
+    check_run_folder(args, cfg)
     result = pretrain(cfg, resume=args.resume, run_dir=args.out, config_path=Path(args.config))
     if result.get("is_main", True):
         best = result["best_metric"]

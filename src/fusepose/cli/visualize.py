@@ -23,6 +23,7 @@ from fusepose.models.deploy import InferenceWrapper
 from fusepose.visualization.attention import attention_panels, record_attention
 from fusepose.visualization.heatmaps import heatmap_grid, tag_grid
 from fusepose.visualization.skeleton import draw_poses
+from fusepose.visualization.writer import write_image
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _write(path: Path, img: np.ndarray) -> None:
-    if not cv2.imwrite(str(path), img):
-        raise ConfigError(f"{path}: cannot write PNG")
+    write_image(path, img)
     logger.info("wrote %s", path)
     print(path)
 
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
             sub = out_dir / "attention"
             sub.mkdir(exist_ok=True)
             for i, ((name, _), row) in enumerate(zip(maps.items(), rows, strict=True)):
-                cv2.imwrite(str(sub / f"{i:03d}_{name.replace('.', '_')}.png"), row)
+                write_image(sub / f"{i:03d}_{name.replace('.', '_')}.png", row)
             logger.info("wrote %d attention maps to %s", len(rows), sub)
             # overview: at most 12 modules, evenly spread from first to last
             pick = sorted(

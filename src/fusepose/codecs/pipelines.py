@@ -32,6 +32,7 @@ from fusepose.errors import ConfigError, DataError
 from fusepose.evaluation.nms import oks_nms, rescore_topdown
 from fusepose.family import BOTTOM_UP, TOP_DOWN, Family
 from fusepose.geometry import InputGeometry, box_to_center_scale, invert_points, warp_image
+from fusepose.limits import MAX_INPUT_FACTOR, MAX_INPUT_SIDE
 from fusepose.structures import PoseInstance
 
 __all__ = [
@@ -190,9 +191,25 @@ class BottomUpPipeline:
         """Affine (original -> input) and input size ``(W_in, H_in)`` at ``scale``."""
         return self.geometry.warp(image_hw, scale, min_scale=min(self.scales))
 
+    def check_input(self, image_hw: Sequence[int], max_factor: float = MAX_INPUT_FACTOR) -> None:
+        """DataError when an image of ``image_hw`` would become a network input over
+        ``max_factor`` x the geometry's area or :data:`~fusepose.limits.MAX_INPUT_SIDE` on a
+        side at the largest scale (under the short-side resize a 2 x 3000 strip becomes a
+        64 x 96000 input: tens of GB). The server's limit and the command line's."""
+        _m, (w_in, h_in) = self.warp(image_hw, max(self.scales))
+        area = int(np.prod(self.geometry.size))
+        if w_in * h_in > max_factor * area or max(w_in, h_in) > MAX_INPUT_SIDE:
+            raise DataError(
+                f"image of {image_hw[1]}x{image_hw[0]} pixels: the network input would be "
+                f"{w_in}x{h_in}, over {max_factor:g} x the model's {self.geometry.describe()} "
+                f"or {MAX_INPUT_SIDE} a side (aspect ratio too extreme, or scale too large)"
+            )
+
     def prepare(self, image, boxes=None, box_scores=None) -> Prepared:
-        """Whole-image inputs, one batch per scale (``boxes`` are ignored)."""
+        """Whole-image inputs, one batch per scale (``boxes`` are ignored); DataError for an
+        image whose input would be too large (:meth:`check_input`)."""
         hw = (int(image.shape[0]), int(image.shape[1]))
+        self.check_input(hw)
         batches, matrices = [], []
         for s in self.scales:
             m, size = self.warp(hw, s)

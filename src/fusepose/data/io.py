@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import io
+import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from fusepose.errors import DataError
 from fusepose.files import read_json
+from fusepose.limits import MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE
 
-__all__ = ["decode_image", "read_image", "read_json"]
+__all__ = ["check_image_limits", "decode_image", "image_header_size", "read_image", "read_json"]
 
 _JPEG_SOI = b"\xff\xd8"
 _JPEG_EOI = b"\xff\xd9"
@@ -43,12 +47,53 @@ def read_image(path: str | Path, apply_exif: bool = False) -> np.ndarray:
     return decode_image(data, str(path), apply_exif)
 
 
-def decode_image(data: bytes, name: str = "<bytes>", apply_exif: bool = False) -> np.ndarray:
+def image_header_size(data: bytes, name: str = "<bytes>") -> tuple[int, int, str] | None:
+    """``(width, height, format)`` read from an encoded image's header (Pillow parses the
+    header only; no pixel is decoded), or None when Pillow does not know the format.
+    DataError when the header declares a decompression bomb."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                return int(im.size[0]), int(im.size[1]), str(im.format)
+    except Image.DecompressionBombError as e:
+        raise DataError(f"{name}: image too large ({e})") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return None
+
+
+def check_image_limits(
+    width: int,
+    height: int,
+    name: str,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    max_side: int = MAX_IMAGE_SIDE,
+) -> None:
+    """DataError naming ``name`` when an image of ``width x height`` is over ``max_pixels``
+    pixels or ``max_side`` on a side (the limits the server and the command line share,
+    :mod:`fusepose.limits`)."""
+    if width > max_side or height > max_side or width * height > max_pixels:
+        raise DataError(f"{name}: image of {width}x{height} pixels: the limit is {max_pixels} "
+                        f"pixels and {max_side} per side")  # fmt: skip
+
+
+def decode_image(
+    data: bytes,
+    name: str = "<bytes>",
+    apply_exif: bool = False,
+    *,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    max_side: int = MAX_IMAGE_SIDE,
+) -> np.ndarray:
     """Decode an encoded image (JPEG, PNG, ...) held in memory, as :func:`read_image` does a
     file: BGR ``uint8 (H, W, 3)``; :class:`DataError` naming ``name`` when it is empty, not an
-    image, truncated or decodes to nothing."""
+    image, truncated, decodes to nothing, or is larger than ``max_pixels`` / ``max_side``
+    (checked from the header before decoding where the format allows, else after)."""
     if len(data) == 0:
         raise DataError(f"{name}: empty image file (0 bytes)")
+    header = image_header_size(data, name)
+    if header is not None:
+        check_image_limits(header[0], header[1], name, max_pixels, max_side)
     if data.startswith(_JPEG_SOI):
         # A complete JPEG has an end-of-image marker after its last start-of-scan. Searching
         # from the last SOS tolerates trailing bytes some cameras append after EOI and ignores
@@ -69,4 +114,5 @@ def decode_image(data: bytes, name: str = "<bytes>", apply_exif: bool = False) -
         )
     if img.size == 0 or img.shape[0] == 0 or img.shape[1] == 0:
         raise DataError(f"{name}: image decodes to an empty array (shape {img.shape})")
+    check_image_limits(img.shape[1], img.shape[0], name, max_pixels, max_side)
     return img

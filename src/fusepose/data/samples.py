@@ -122,7 +122,9 @@ class SkipBadMixin:
 
 
 def check_image_size(img: np.ndarray, entry: dict, path: Path, ann_file: Path) -> None:
+    """DataError when the image is not the ``width`` x ``height`` its annotation entry
+    declares (a declared size that is not a number disagrees too)."""
     h, w = img.shape[:2]
     jw, jh = entry.get("width"), entry.get("height")
-    if (jw is not None and int(jw) != w) or (jh is not None and int(jh) != h):
+    if (jw is not None and jw != w) or (jh is not None and jh != h):
         raise DataError(f"{path}: image is {w}x{h} but {ann_file} says {jw}x{jh}")

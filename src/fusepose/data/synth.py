@@ -29,7 +29,6 @@ The drawn-shapes classification set lives in :mod:`fusepose.data.shapes` (re-exp
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from fusepose.data.shapes import SHAPES, generate_shapes, render_shape
 from fusepose.data.synth_body import Person, mirror_person, person_keypoints, random_person
 from fusepose.data.synth_draw import _CROWD_ID, _OWN_PARTS, _PARTS, _draw_person
 from fusepose.errors import DataError
+from fusepose.files import write_json_atomic
 from fusepose.skeletons import COCO17
 
 logger = logging.getLogger(__name__)
@@ -374,7 +374,7 @@ def generate_synthetic(
     paths = {"images": img_dir}
     for s, data in splits.items():
         p = out / f"{s}.json"
-        p.write_text(json.dumps(data))
+        write_json_atomic(p, data)
         paths[s] = p
         logger.info("%s: %d images, %d people", p, len(data["images"]), len(data["annotations"]))
     return paths

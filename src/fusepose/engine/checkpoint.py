@@ -68,3 +68,16 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(list(state["cuda"]))
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators (what the RNG state above holds)."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def plain_scheduler_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A scheduler's state without what ``weights_only`` loading refuses: LambdaLR stores its
+    plain functions as None, so ``lr_lambdas`` is kept only when every entry is None."""
+    return {k: v for k, v in state.items() if k != "lr_lambdas" or all(x is None for x in v)}

@@ -22,6 +22,7 @@ from typing import Any, Union
 import yaml
 
 from fusepose.errors import ConfigError
+from fusepose.files import write_text_atomic
 from fusepose.models.registry import get_model_info
 from fusepose.skeletons import get_skeleton
 
@@ -415,7 +416,11 @@ def load_config(
         p = resolve_config(path)
         source = str(path)
         try:
-            loaded = yaml.safe_load(p.read_text())
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise ConfigError(f"{p}: not a YAML config (binary content, not UTF-8 text)") from None
+        except OSError as e:
+            raise ConfigError(f"{p}: cannot read the config ({e.strerror or e})") from None
         except yaml.YAMLError as e:
             raise ConfigError(f"{p}: invalid YAML: {e}") from e
         if loaded is None:
@@ -509,7 +514,11 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
 
 def save_config(cfg: Any, path: str | os.PathLike) -> Path:
     """Write the resolved config as YAML (loadable again with :func:`load_config`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-    return path
+    return write_text_atomic(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+
+def run_folder(cfg: Any, run_dir: str | os.PathLike | None = None, config_path: Any = None) -> Path:
+    """A training run's folder: ``run_dir``, else ``runtime.out_dir / name`` (``runtime.name``,
+    else the config file's stem, else ``run``)."""
+    name = cfg.runtime.name or (Path(config_path).stem if config_path else "run")
+    return Path(run_dir) if run_dir is not None else Path(cfg.runtime.out_dir) / name

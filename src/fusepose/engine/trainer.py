@@ -19,7 +19,6 @@ import contextlib
 import dataclasses
 import logging
 import math
-import random
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,7 +36,9 @@ from fusepose.engine.checkpoint import (
     FORMAT_VERSION,
     get_rng_state,
     load_checkpoint,
+    plain_scheduler_state,
     save_checkpoint,
+    seed_everything,
     set_rng_state,
 )
 from fusepose.engine.config import (
@@ -45,6 +46,7 @@ from fusepose.engine.config import (
     DataConfig,
     PretrainConfig,
     config_to_dict,
+    run_folder,
     save_config,
     validate_config,
 )
@@ -54,10 +56,11 @@ from fusepose.engine.init import build_model, freeze_batchnorm, init_from_scratc
 from fusepose.engine.logger import MetricLogger, epoch_lines
 from fusepose.engine.optim import build_optimizer, lr_factor
 from fusepose.engine.validate import evaluate_model, run_description
-from fusepose.errors import CheckpointError, ConfigError, FusePoseError
+from fusepose.errors import CheckpointError, ConfigError, FusePoseError, NonFiniteLossError
 from fusepose.family import BOTTOM_UP, get_family
 from fusepose.losses import build_loss, loss_options
 from fusepose.losses.ae import AE_TYPES
+from fusepose.modelcheck import check_fits, state_tensors
 from fusepose.models.pretrained import BackboneReport
 from fusepose.models.registry import list_models
 from fusepose.progress import Progress
@@ -79,10 +82,6 @@ log = logging.getLogger(__name__)
 Batch = dict[str, Any]
 # (model, config, device) -> metrics dict with cfg.eval.metric among its keys
 Evaluator = Callable[..., dict[str, float]]
-
-
-class NonFiniteLossError(FusePoseError):
-    """The training loss became NaN or infinite; training stopped."""
 
 
 # ---------------------------------------------------------------------------------- trainer
@@ -130,7 +129,7 @@ class Trainer:
         self.main = self.rank == 0
         if cfg.runtime.num_threads > 0:
             torch.set_num_threads(cfg.runtime.num_threads)
-        _seed_everything(cfg.train.seed + self.rank)
+        seed_everything(cfg.train.seed + self.rank)
         self.run_dir = self._prepare_run_dir(cfg, run_dir, config_path)
 
         self.pretrained: BackboneReport | None = None
@@ -176,8 +175,7 @@ class Trainer:
     ) -> Path:
         """The run folder (made on rank 0, with the resolved config.yaml, stale temp files of a
         killed checkpoint write removed)."""
-        name = cfg.runtime.name or (Path(config_path).stem if config_path else "run")
-        out = Path(run_dir) if run_dir is not None else Path(cfg.runtime.out_dir) / name
+        out = run_folder(cfg, run_dir, config_path)
         if self.main:
             out.mkdir(parents=True, exist_ok=True)
             for stale in out.glob(".*.pth.*.tmp"):
@@ -259,7 +257,7 @@ class Trainer:
             "config": config_to_dict(self.cfg),
             "state_dict": m.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": _plain_scheduler_state(self.scheduler.state_dict()),
+            "scheduler": plain_scheduler_state(self.scheduler.state_dict()),
             "scaler": self.scaler.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "epoch": self.state.epoch,
@@ -296,6 +294,23 @@ class Trainer:
         for key in ("optimizer", "scheduler", "epoch", "step"):
             if ckpt.get(key) is None:
                 raise CheckpointError(f"{path}: has no {key!r}: weights only, cannot resume")
+        model = unwrap(self.ddp)  # the run's architecture: refused with the first misfits
+        check_fits(model.state_dict(), state_tensors(ckpt["state_dict"], str(path)), str(path),
+                   f"this run's {self.model_name} (resume a run of the same config)")  # fmt: skip
+        try:  # the rest of the file is data too: a malformed field is one line, not a trace
+            self._restore(ckpt, path)
+        except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as e:
+            if isinstance(e, FusePoseError):
+                raise
+            raise CheckpointError(f"{path}: cannot resume from it ({type(e).__name__}: "
+                                  f"{' '.join(str(e).split())[:200]})") from None  # fmt: skip
+        desc = ckpt.get("description")
+        self.best_val = desc.get("val") if isinstance(desc, dict) else ckpt.get("val")
+        log.info("resumed from %s at epoch %d, step %d", path, self.state.epoch, self.state.step)
+        return True
+
+    def _restore(self, ckpt: dict[str, Any], path: Path) -> None:
+        """The weights, plan, optimiser, scaler, EMA, counters and RNG of a checked file."""
         unwrap(self.ddp).load_state_dict(ckpt["state_dict"])
         if ckpt.get("budget"):  # the run's plan, not one for this machine's speed
             self.length.restore(BudgetPlan.from_dict(ckpt["budget"], str(path)))
@@ -316,10 +331,6 @@ class Trainer:
         )  # fmt: skip
         if ckpt.get("rng") is not None:
             set_rng_state(ckpt["rng"])
-        desc = ckpt.get("description")
-        self.best_val = desc.get("val") if isinstance(desc, dict) else ckpt.get("val")
-        log.info("resumed from %s at epoch %d, step %d", path, self.state.epoch, self.state.step)
-        return True
 
     # --------------------------------------------------------------------------- training
 
@@ -562,17 +573,6 @@ class Trainer:
             "train_seconds": self.state.seconds,
             "budget": self.plan.to_dict() if self.plan is not None else None,
         }
-
-
-def _plain_scheduler_state(state: dict[str, Any]) -> dict[str, Any]:
-    # LambdaLR stores plain functions as None; keep only weights_only-loadable values.
-    return {k: v for k, v in state.items() if k != "lr_lambdas" or all(x is None for x in v)}
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
 
 
 def train(

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from fusepose.benchmark.verdict import MIN_RUNS, verdict_markdown
 from fusepose.family import FAMILIES
 from fusepose.files import write_json_atomic, write_text_atomic
 from fusepose.progress import wrap_prose
@@ -59,6 +60,8 @@ def _main(res: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
     header = ["model", "backend", "params (M)", "GMACs", "input", "preprocess ms", "network ms",
               "decode ms", "total ms", "fps",
               f"speed-up vs {cfg['baseline']} (total / network)", "guard"]  # fmt: skip
+    bounds = any(r.get("mac_bound") for r in res["rows"])
+    header += ["MAC-bound ms (network / bound)"] if bounds else []
     rows = []
     for r in res["rows"]:
         be = r["backend"] + ("" if r["precision"] == "fp32" else f" {r['precision']}")
@@ -67,14 +70,14 @@ def _main(res: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
             rows.append([r["model"], "onnx (peer, network only)", "-", "-",
                          f"{r['input_size'][0]}x{r['input_size'][1]}", "-",
                          f"{r['network_ms']:.1f}", "-", f"{r['total_ms']:.1f}", f"{r['fps']:.2f}",
-                         "-", "-"])  # fmt: skip
+                         "-", "-"] + (["-"] if bounds else []))  # fmt: skip
             continue
         rows.append([
             r["model"], be, f"{r['params_m']:.2f}", f"{r['gmacs']:.2f}",
             f"{r['input_size'][0]}x{r['input_size'][1]}", f"{r['preprocess_ms']:.1f}",
             f"{r['network_ms']:.1f}", f"{r['decode_ms']:.1f}", f"{r['total_ms']:.1f}",
             f"{r['fps']:.2f}", _x(r["speedup_total"], r["speedup_network"]), _guard(r),
-        ])  # fmt: skip
+        ] + ([_mac_bound(r)] if bounds else []))  # fmt: skip
     lines += _table(header, rows)
     lines += [
         "",
@@ -208,9 +211,66 @@ def _peak(res: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _mac_bound(r: dict[str, Any]) -> str:
+    """``"12.3 (4.56x)"``: the row's MAC-bound time and network / bound; ``"-"`` without one."""
+    b = r.get("mac_bound")
+    if not b:
+        return "-"
+    return f"{b['limit_ms']:.1f} ({_x(b.get('over_limit'))})"
+
+
+def _dense_rates(res: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
+    """The best dense rate per precision behind the MAC-bound column."""
+    rates = res.get("dense_rates")
+    if not rates:
+        return []
+    best = []
+    for prec, probes in rates.items():
+        if probes:
+            probe, rate = max(probes.items(), key=lambda kv: kv[1])
+            best.append(f"{prec} {rate:.1f} GMAC/s ({probe})")
+    return ["", "MAC-bound: the row's GMACs at the best dense rate of its precision measured in "
+            f"this run ({cfg['threads']} threads): {', '.join(best)}; INT8 rows against the bf16 "
+            "rate where there is one, else fp32. Network / bound is how far the row is from "
+            "running every MAC at that rate."]  # fmt: skip
+
+
+def _throughput(res: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
+    """Images/s of N single-thread streams beside latency mode."""
+    t = res.get("throughput")
+    if not t or not t.get("models"):
+        return []
+    n = t["streams"]
+    rows = [[name, d["label"], f"{d['latency']['latency_ms']:.1f}",
+             f"{d['latency']['images_per_s']:.2f}", f"{d['streams']['latency_ms']:.1f}",
+             f"{d['streams']['images_per_s']:.2f}", _x(d["gain"])]
+            for name, d in t["models"].items()]  # fmt: skip
+    lines = ["", f"Throughput: each model's fastest accurate path on an exported file, {t['frames']} "
+             f"frames (the COCO images repeated), decode on the {t['decode_maps']}: one process at "
+             f"{t['latency_threads']} threads (latency mode) against {n} single-thread streams "
+             "(processes)." + (f" Not streamed (top-down: person boxes per frame): "
+                               f"{', '.join(t['not_streamed'])}." if t.get("not_streamed")
+                               else ""), ""]  # fmt: skip
+    lines += _table(["model", "path", f"latency ms ({t['latency_threads']} threads)",
+                     "images/s (latency mode)", f"ms per image in a stream ({n} streams)",
+                     f"images/s ({n} streams)", "gain"], rows)  # fmt: skip
+    return lines
+
+
+def _verdict(res: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
+    """Issue 22's verdict line of this run (``fusepose perf --verdict`` combines runs)."""
+    if not res.get("verdict"):
+        return []
+    return ["", "Speed verdict of this run alone (issue 22: the ratio is read as the range over "
+            f"{MIN_RUNS} separate runs, `fusepose perf --verdict R1.json R2.json R3.json`; only "
+            "paths whose guard was judged on a trained checkpoint count):", "",
+            *verdict_markdown(res["verdict"]).splitlines()]  # fmt: skip
+
+
 # the sections in their order: each (result, result["config"]) -> markdown lines
 SECTIONS: tuple[Callable[[dict[str, Any], dict[str, Any]], list[str]], ...] = (
-    _main, _best, _ratios, _flip, _threads, _int8, _int8_checkpoint, _peak,
+    _main, _dense_rates, _best, _verdict, _ratios, _flip, _threads, _throughput, _int8,
+    _int8_checkpoint, _peak,
 )  # fmt: skip
 
 

@@ -48,6 +48,10 @@ class PerfConfig:
     checkpoints: str | None = None
     peers: dict[str, str] = field(default_factory=dict)
     seed: int = 0
+    # issue 22: every row's MAC-bound time (dense rates measured in the run); N single-thread
+    # streams' images/s beside latency (0: off; spawns processes, so opt-in)
+    mac_bound: bool = True
+    streams: int = 0
 
 
 # ------------------------------------------------------------------------------ rows
@@ -133,6 +137,7 @@ _CHECKPOINT_KEYS = {
     ("openvino", "int8", "auto"): "openvino_int8", ("torch", "bf16", None): "torch_bf16",
     ("openvino", "int8", "whole"): "openvino_int8_whole", ("torch", "fp32", None): "torch_fp32",
     ("torch-raw", "fp32", None): "torch_fp32", ("torch-compile", "fp32", None): "torch_fp32",
+    ("torch-compile", "bf16", None): "torch_bf16",
 }  # fmt: skip
 
 

@@ -15,6 +15,9 @@ simultaneous medians. Rows go through the real :class:`~fusepose.inference.Predi
 - Extra sections: decode share with flip off / on, ORT 1 vs N threads, the INT8 path
   (:mod:`fusepose.benchmark.int8_study`), and a FLOP-bound limit from the measured peak MAC
   rate (:mod:`fusepose.benchmark.machine`). Markdown: :mod:`fusepose.experiments.perf_report`.
+- Issue 22 (:mod:`fusepose.experiments.perf_speed`): every row's MAC-bound time at the best
+  dense rate measured in the run, N single-thread streams' images/s (``streams``), the run's
+  speed verdict.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ from fusepose.experiments.perf_rows import (
     checkpoint_guards,
     row_guards,
 )
+from fusepose.experiments.perf_speed import mac_bounds, throughput_section, verdict_section
 from fusepose.export.cache import export_cached
 from fusepose.export.optimize import optimize_for_inference
 from fusepose.export.quantize import int8_scope
@@ -202,6 +206,8 @@ class _Session:
 def _session(cfg: PerfConfig, say: Callable[[str], None]) -> _Session:
     if cfg.runs < 1 or cfg.warmup < 0 or cfg.threads < 1:
         raise ConfigError("runs must be >= 1, warmup >= 0 and threads >= 1")
+    if cfg.streams < 0:
+        raise ConfigError(f"--streams {cfg.streams}: use 0 (off) or a number of streams")
     bad = [b for b in cfg.backends if b not in BACKENDS]
     if bad or not cfg.backends:
         raise ConfigError(f"backends {list(cfg.backends)}: use some of {', '.join(BACKENDS)}")
@@ -224,7 +230,7 @@ def _variants(s: _Session, name: str, onnx_path: Path | None, eager: Any, hw: tu
         for prec in cfg.precisions:
             if prec == "int8" and name not in cfg.int8:
                 continue
-            if backend == "torch-compile" and prec != "fp32":
+            if backend == "torch-compile" and prec == "int8":
                 continue
             reason = unavailable("torch" if backend == "torch-compile" else backend, prec)
             if reason:
@@ -366,10 +372,27 @@ def run_perf(cfg: PerfConfig, progress: Callable[[str], None] | None = None) -> 
     if cfg.threads_section and "onnx" in cfg.backends:
         say("ONNX Runtime 1 vs N threads")
         out["threads"] = threads_section(s.built, cfg)
+    peak = measure_peak(cfg.threads) if cfg.peak_section or cfg.mac_bound else None
     if cfg.peak_section:
         say("peak MAC rates and FLOP-bound limits")
-        out["peak"] = peak_section(s.built, cfg)
+        out["peak"] = peak_section(s.built, cfg, peak)
+    _issue22(s, out, peak)
     return out
+
+
+def _issue22(s: _Session, out: dict[str, Any], peak: dict[str, float] | None) -> None:
+    """Every row's MAC-bound time, the streams' throughput, the run's speed verdict
+    (:mod:`fusepose.experiments.perf_speed`)."""
+    cfg = s.cfg
+    if cfg.mac_bound:
+        s.say("dense GMAC/s per precision: every row's MAC-bound time")
+        mac_bounds(out, cfg, peak)
+    if cfg.streams:
+        s.say(f"throughput: {cfg.streams} single-thread streams beside latency")
+        out["throughput"] = throughput_section(s.rows, s.built, _guard_images(s.path), cfg)
+    verdict = verdict_section(out)
+    if verdict is not None:
+        out["verdict"] = verdict
 
 
 class PeerNetwork:
@@ -505,7 +528,7 @@ def threads_section(built, cfg: PerfConfig) -> dict[str, Any]:
     return out
 
 
-def peak_section(built, cfg: PerfConfig) -> dict[str, Any]:
+def peak_section(built, cfg: PerfConfig, peak: dict[str, float] | None = None) -> dict[str, Any]:
     """Peak MAC rates, and per model: dense / depthwise MACs, the FLOP-bound limit and
     measured / limit for the ONNX network at batch 1.
 
@@ -514,7 +537,7 @@ def peak_section(built, cfg: PerfConfig) -> dict[str, Any]:
     compute-bound at this machine's peak. (Depthwise MACs at the measured depthwise-conv rate
     would give a looser bound; the isolated 3x3 depthwise probe runs slower than ORT's fused
     depthwise convs inside the networks, so that bound is not a lower bound of time.)"""
-    peak = measure_peak(cfg.threads)
+    peak = peak or measure_peak(cfg.threads)
     out: dict[str, Any] = {"rates_gmac_s": peak, "threads": cfg.threads, "models": {}}
     for name, b in built.items():
         cls = mac_classes(b["fast"], b["hw"])

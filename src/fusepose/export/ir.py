@@ -19,11 +19,12 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from fusepose.errors import CheckpointError, ConfigError
+from fusepose.errors import CheckpointError, ConfigError, FusePoseError
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["EXPORT_SUFFIXES", "IR_SECTION", "IR_SUFFIX", "is_exported", "is_ir", "ir_op_types",
+           "read_ir",
            "onnx_to_ir", "openvino_module", "read_ir_props", "write_ir"]  # fmt: skip
 
 IR_SUFFIX = ".xml"
@@ -147,6 +148,25 @@ def _scanned(path: str | Path) -> tuple[frozenset[str], tuple[tuple[str, str], .
 def read_ir_props(path: str | Path) -> dict[str, str]:
     """The ``fusepose.``-prefixed metadata of an IR (empty when it has none)."""
     return dict(_scanned(path)[1])
+
+
+def read_ir(path: str | Path) -> tuple[dict[str, str], list[tuple[str, list[Any]]]]:
+    """An IR's fusepose metadata and its outputs ``(name, shape)`` (a dimension an int, or its
+    text when dynamic): the exported-file reader of :data:`fusepose.export.metadata.READERS`.
+    The outputs come from OpenVINO's reader (only when the file has fusepose metadata)."""
+    props = read_ir_props(path)
+    if not props:
+        return props, []
+    try:
+        model = openvino_module().Core().read_model(str(path))
+    except FusePoseError:
+        raise
+    except Exception as e:  # noqa: BLE001 - OpenVINO raises its own runtime errors
+        raise CheckpointError(f"{path}: not a readable OpenVINO IR ({e})") from None
+    outputs = [(o.get_any_name(), [d.get_length() if d.is_static else str(d)
+                                   for d in o.get_partial_shape()])
+               for o in model.outputs]  # fmt: skip
+    return props, outputs
 
 
 def ir_op_types(path: str | Path) -> frozenset[str]:

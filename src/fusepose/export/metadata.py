@@ -29,14 +29,18 @@ An OpenVINO IR (``FILE.xml``) carries the same keys in its runtime info
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fusepose.description import ModelDescription, TestSettings
-from fusepose.errors import CheckpointError
-from fusepose.export.ir import is_ir, read_ir_props
+from fusepose.description import MAX_KEYPOINTS, ModelDescription, TestSettings
+from fusepose.errors import CheckpointError, ConfigError, FusePoseError
+from fusepose.export.ir import IR_SUFFIX, read_ir
 from fusepose.family import Family, get_family
+from fusepose.files import dumps_json
 from fusepose.geometry import IMAGENET_MEAN, IMAGENET_STD, InputGeometry
+from fusepose.limits import check_number
+from fusepose.modelcheck import check_description, check_outputs
 from fusepose.skeletons import SKELETONS, Skeleton
 
 PREFIX = "fusepose."
@@ -91,7 +95,7 @@ def build_metadata(
         "preprocess": dict(desc.family.preprocess),
         "description": desc.to_dict(),
     }
-    return {PREFIX + k: (json.dumps(v) if k in _JSON_KEYS else str(v)) for k, v in meta.items()}
+    return {PREFIX + k: (dumps_json(v) if k in _JSON_KEYS else str(v)) for k, v in meta.items()}
 
 
 def parse_metadata(props: dict[str, str], source: str = "<onnx>") -> dict[str, Any]:
@@ -104,9 +108,9 @@ def parse_metadata(props: dict[str, str], source: str = "<onnx>") -> dict[str, A
         if k in _JSON_KEYS:
             try:
                 out[k] = json.loads(value)
-            except json.JSONDecodeError as e:
+            except (json.JSONDecodeError, RecursionError) as e:
                 raise CheckpointError(
-                    f"{source}: metadata {key!r} is not valid JSON ({e})"
+                    f"{source}: metadata {key!r} is not valid JSON ({type(e).__name__})"
                 ) from None
         else:
             out[k] = value
@@ -115,9 +119,27 @@ def parse_metadata(props: dict[str, str], source: str = "<onnx>") -> dict[str, A
             f"{source}: no fusepose metadata in the exported file (export it with `fusepose "
             "export`)"
         )
-    if "num_keypoints" in out:
-        out["num_keypoints"] = int(out["num_keypoints"])
+    try:  # metadata from elsewhere is data: typed and range-checked
+        version = check_number(_number(out.get("format_version", "1")), "format_version", 1,
+                               integer=True)  # fmt: skip
+        if version > int(FORMAT_VERSION):
+            raise CheckpointError(f"{source}: metadata format {version} is newer than this "
+                                  f"fusepose reads ({FORMAT_VERSION}); upgrade fusepose")  # fmt: skip
+        if "num_keypoints" in out:
+            out["num_keypoints"] = check_number(_number(out["num_keypoints"]), "num_keypoints",
+                                                1, MAX_KEYPOINTS, integer=True)  # fmt: skip
+    except ConfigError as e:
+        raise CheckpointError(f"{source}: metadata {e}") from None
     return out
+
+
+def _number(text: Any) -> Any:
+    """A metadata string as a number when it is one (else unchanged, for the checker's
+    message)."""
+    try:
+        return float(text) if "." in str(text) or "e" in str(text).lower() else int(text)
+    except (TypeError, ValueError):
+        return text
 
 
 def write_metadata(path: str | Path, props: dict[str, str]) -> None:
@@ -136,42 +158,73 @@ def write_metadata(path: str | Path, props: dict[str, str]) -> None:
     onnx.save(model, str(path))
 
 
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The decoded fusepose metadata of an ONNX file or an OpenVINO IR ``.xml`` (CheckpointError
-    if absent)."""
+Outputs = list[tuple[str, list[Any]]]
+
+
+def read_onnx(path: Path) -> tuple[dict[str, str], Outputs]:
+    """An ONNX file's ``metadata_props`` and graph outputs ``(name, shape)`` (a dimension an
+    int, or its symbolic name); CheckpointError when the file is not a readable ONNX file."""
     import onnx
 
-    path = Path(path)
-    if is_ir(path):
-        return parse_metadata(read_ir_props(path), str(path))
-    if not path.is_file():
-        raise CheckpointError(f"{path}: ONNX file not found")
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # noqa: BLE001 - protobuf errors vary
         raise CheckpointError(f"{path}: not a readable ONNX file ({e})") from None
-    return parse_metadata({p.key: p.value for p in model.metadata_props}, str(path))
+    outputs = [(o.name, [d.dim_value if d.HasField("dim_value") else d.dim_param
+                         for d in o.type.tensor_type.shape.dim])
+               for o in model.graph.output]  # fmt: skip
+    return {p.key: p.value for p in model.metadata_props}, outputs
+
+
+# Exported-file readers by suffix: ``reader(path) -> (metadata props, outputs)``; another
+# format (e.g. OpenVINO IR) is one more function here, and gets every check below.
+READERS: dict[str, Callable[[Path], tuple[dict[str, str], Outputs]]] = {
+    ".onnx": read_onnx, IR_SUFFIX: read_ir,
+}
+
+
+def _read(path: str | Path) -> tuple[dict[str, str], Outputs]:
+    path = Path(path)
+    reader = READERS.get(path.suffix.lower(), read_onnx)
+    if not path.is_file():
+        raise CheckpointError(
+            f"{path}: {path.suffix.lstrip('.').upper() or 'model'} file not found"
+        )
+    return reader(path)
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The decoded fusepose metadata of an exported file (CheckpointError if absent)."""
+    return parse_metadata(_read(path)[0], str(path))
 
 
 def description_from_metadata(meta: dict[str, Any], source: str = "<onnx>") -> ModelDescription:
     """The model description of parsed metadata; files exported before descriptions existed
     are described from their keys (a fixed-shape bottom-up export letterboxes into its size,
     a dynamic one uses the HigherHRNet short-side resize)."""
-    if isinstance(meta.get("description"), dict):
+    if "description" in meta:
         return ModelDescription.from_dict(meta["description"], source)
     try:
-        kind, k = str(meta["kind"]), int(meta["num_keypoints"])
-        codec = dict(meta.get("codec") or {})
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{source}: incomplete fusepose metadata ({e})") from None
+        return _legacy_description(meta, source)
+    except FusePoseError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        raise CheckpointError(f"{source}: incomplete or malformed fusepose metadata "
+                              f"({type(e).__name__}: {e})") from None  # fmt: skip
+
+
+def _legacy_description(meta: dict[str, Any], source: str) -> ModelDescription:
+    """The description of a file exported before descriptions existed, from its keys."""
+    kind, k = str(meta["kind"]), int(meta["num_keypoints"])
+    codec = dict(meta.get("codec") or {})
     fam = get_family(kind)  # ConfigError for an unknown kind
     skel = SKELETONS.get(str(meta.get("skeleton") or ""))
     if skel is None or skel.num_keypoints != k:
         names = meta.get("keypoint_names") or [f"kpt{i}" for i in range(k)]
         flip = meta.get("flip_index") or list(range(k))
         pairs = sorted({tuple(sorted((i, int(j)))) for i, j in enumerate(flip) if i != int(j)})
-        skel = Skeleton(str(meta.get("skeleton") or "custom"), tuple(names), tuple(pairs), (),
-                        (0.05,) * k)  # fmt: skip
+        skel = Skeleton(str(meta.get("skeleton") or "custom"), tuple(map(str, names)),
+                        tuple(pairs), (), (0.05,) * k).validate(source)  # fmt: skip
     size = meta.get("input_size") or []
     shape = (meta.get("input") or {}).get("shape") or []
     fixed = len(shape) == 4 and all(isinstance(v, int) for v in shape[2:])
@@ -191,5 +244,16 @@ def description_from_metadata(meta: dict[str, Any], source: str = "<onnx>") -> M
 
 
 def read_description(path: str | Path) -> ModelDescription:
-    """The :class:`~fusepose.description.ModelDescription` of an exported ONNX file or IR."""
-    return description_from_metadata(read_metadata(path), str(path))
+    """The :class:`~fusepose.description.ModelDescription` of an exported file, checked as
+    data (:mod:`fusepose.modelcheck`): its model and codec, and the network's outputs against
+    the family the metadata names."""
+    props, outputs = _read(path)
+    source = str(path)
+    meta = parse_metadata(props, source)
+    try:
+        desc = description_from_metadata(meta, source)
+    except FusePoseError as e:
+        raise CheckpointError(f"{source}: {e}" if source not in str(e) else str(e)) from None
+    check_description(desc, source, exported=True)
+    check_outputs(desc, outputs, source)
+    return desc

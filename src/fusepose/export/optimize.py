@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fusepose.export.fold import fold_channel_shuffles
 from fusepose.models.blocks.attention import CBAM
 from fusepose.models.blocks.hsa import HSA
 from fusepose.models.blocks.shuffle import ShuffleNeck
@@ -318,6 +319,8 @@ def optimize_for_inference(model: nn.Module, channels_last: bool = False) -> nn.
     the unwrapped module). ``info`` (ModelInfo) and other plain attributes are kept. The
     original is not modified.
     """
-    m = fast_attention(fold_batchnorm(model), inplace=True)
+    m = fold_batchnorm(model)
+    fold_channel_shuffles(m)
+    m = fast_attention(m, inplace=True)
     m = affine_batchnorm(m, inplace=True).eval()
     return ChannelsLast(m).eval() if channels_last else m

@@ -27,7 +27,7 @@ from fusepose.errors import ConfigError
 from fusepose.export.ir import is_ir, onnx_to_ir
 from fusepose.export.metadata import build_metadata, write_metadata
 from fusepose.export.onnx import export_onnx
-from fusepose.files import json_safe
+from fusepose.files import atomic_path, json_safe
 from fusepose.models.deploy import InferenceWrapper, output_names
 
 logger = logging.getLogger(__name__)
@@ -92,8 +92,8 @@ def export_model(
                         "short-side resize needs --dynamic)", info.name, h, w)  # fmt: skip
         desc = desc.replace(geometry=desc.family.fixed_geometry((h, w)))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if is_ir(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=".export-", dir=path.parent) as tmp:
             onnx_path = Path(tmp) / f"{path.stem}.onnx"
             props = export_model(model, onnx_path, (h, w), desc=desc, opset=opset,
@@ -101,14 +101,17 @@ def export_model(
             onnx_to_ir(onnx_path, path)
         return props
     names = output_names(fam)
-    export_onnx(InferenceWrapper(model).eval(), path, (batch, 3, h, w), opset=opset,
-                dynamic=dynamic, output_names=names)  # fmt: skip
     in_shape: list[Any] = [
         "B" if dynamic else batch, 3, "H" if dynamic is True else h, "W" if dynamic is True else w
     ]
-    props = build_metadata(desc, input_name=_graph_input_name(path), input_shape=in_shape,
-                           codec=_codec_spec(desc))  # fmt: skip
-    write_metadata(path, props)
+    # written under a temporary name and renamed once the metadata is in: a kill mid-export
+    # leaves no file without its description under the final name
+    with atomic_path(path, suffix=".onnx") as tmp:
+        export_onnx(InferenceWrapper(model).eval(), tmp, (batch, 3, h, w), opset=opset,
+                    dynamic=dynamic, output_names=names)  # fmt: skip
+        props = build_metadata(desc, input_name=_graph_input_name(tmp), input_shape=in_shape,
+                               codec=_codec_spec(desc))  # fmt: skip
+        write_metadata(tmp, props)
     logger.info("exported %s to %s (%s, opset %d)", info.name, path,
                 "dynamic" if dynamic is True else f"{h}x{w}", opset)  # fmt: skip
     return props

@@ -19,6 +19,7 @@ from fusepose.cpu import has_vnni
 from fusepose.data.io import read_image
 from fusepose.data.synth import synthetic_image
 from fusepose.errors import CheckpointError, ConfigError, DataError
+from fusepose.files import cached_file
 from fusepose.geometry import letterbox_matrix, warp_image
 
 logger = logging.getLogger(__name__)
@@ -112,11 +113,10 @@ def quantize_cached(
     digest.update(f"{scope}|{rr}|{calibration_key}".encode())
     folder = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "fusepose" / "int8"
     out = folder / f"{fp32_path.stem}_int8_{digest.hexdigest()[:12]}.onnx"
-    if not out.is_file():
-        tmp = out.with_name(out.stem + ".tmp.onnx")
-        quantize_int8(fp32_path, tmp, list(inputs()), scope=scope, reduce_range=rr)
-        tmp.replace(out)
-    return out
+    # a verified entry only (atomic, checksummed): a killed quantization is made again
+    return cached_file(
+        out, lambda tmp: quantize_int8(fp32_path, tmp, list(inputs()), scope=scope, reduce_range=rr)
+    )[0]
 
 
 def quantize_int8(

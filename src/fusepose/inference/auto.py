@@ -7,7 +7,9 @@ keypoints compared with the fp32 reference (PyTorch when a module is at hand, el
 on the guard images (:mod:`fusepose.inference.guard`). The fastest path that passes is chosen;
 one that fails its guard never is. The measurement is cached per machine (CPU model + ISA flags,
 :func:`fusepose.cpu.machine_id`) and model file (content hash) in ``~/.cache/fusepose/auto``,
-so the next start only builds the chosen path.
+so the next start only builds the chosen path. A cache entry is written atomically with a
+checksum and re-validated before use (an interrupted or altered one is measured again), and
+the exported files it builds are verified cache entries too (:mod:`fusepose.export.cache`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from fusepose.assets import sample_image
 from fusepose.cpu import cpu_model, isa, machine_id
 from fusepose.errors import ConfigError, FusePoseError
 from fusepose.export.quantize import int8_scope
-from fusepose.files import write_json_atomic
+from fusepose.files import verified, write_json_atomic, write_verified
 from fusepose.inference.backends import CACHE, InferencePath, calibration_batches, make_network
 from fusepose.inference.guard import decode_images, guard
 
@@ -132,9 +134,9 @@ def choose_path(
     cache_file = folder / f"{machine_id()}_{key}.json"
     common = dict(module=module, onnx_file=onnx_file, desc=desc, pipeline=pipeline,
                   threads=threads, device=device, calibration=calibration)  # fmt: skip
-    if cache_file.is_file():
+    if cache_file.is_file():  # used only when its checksum holds and its choice passed
         try:
-            report = json.loads(cache_file.read_text())
+            report = _cached_report(cache_file, paths)
             chosen = InferencePath(**report["chosen"])
             return AutoChoice(chosen, build(chosen, **common), report, cached=True)
         except (OSError, ValueError, KeyError, TypeError, FusePoseError) as e:
@@ -181,9 +183,22 @@ def choose_path(
         "chosen": chosen.to_dict(),
         "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
     }
-    write_json_atomic(cache_file, report, indent=2)
+    write_verified(cache_file, lambda tmp: write_json_atomic(tmp, report, indent=2))
     network = next(net for p, net in built if p == chosen)
     return AutoChoice(chosen, network, report, cached=False)
+
+
+def _cached_report(cache_file: Path, paths: Sequence[InferencePath]) -> dict[str, Any]:
+    """A cached measurement, re-validated: its checksum holds (:func:`fusepose.files.verified`)
+    and its choice is one of ``paths`` whose guard passed; ValueError otherwise."""
+    if not verified(cache_file):
+        raise ValueError("no valid checksum (an interrupted or altered entry)")
+    report = json.loads(cache_file.read_text())
+    chosen = InferencePath(**report["chosen"])
+    rows = {r.get("label"): r for r in report["candidates"]}
+    if chosen not in paths or not rows.get(chosen.label, {}).get("passed"):
+        raise ValueError(f"its choice {chosen.label!r} is not a measured path that passed")
+    return report
 
 
 def _name(item: Any) -> str:

@@ -28,6 +28,7 @@ from typing import Any
 
 from fusepose.data.coco_index import load_coco_keypoints
 from fusepose.data.io import read_image
+from fusepose.data.samples import check_image_size
 from fusepose.distributed import all_gather_checked, get_rank, get_world_size, merge_in_order, shard
 from fusepose.errors import ConfigError, DataError
 from fusepose.evaluation.coco import evaluate_coco
@@ -116,9 +117,15 @@ def run_dataset(
     # boxes from the GT or a detection file are known before the network: prepare ahead too
     ahead = not predictor.boxes_need_network or policy == "gt"
 
+    resized: list[str] = []  # images not of their declared size: scored, but said so
+
     def load(pos: int) -> Any:
         iid, path = ids[pos], paths[pos]
         frame = Frame(read_image(path), str(path), pos, path)
+        try:
+            check_image_size(frame.image, index.images[iid], path, index.path)
+        except DataError as e:
+            resized.append(str(e))
         kw: dict[str, Any] = {}
         if policy == "gt":
             kw["boxes"], kw["box_scores"] = gt_boxes(index, iid)
@@ -138,6 +145,10 @@ def run_dataset(
         if world == 1:
             raise
         error = e
+    if resized:
+        logger.warning("%d of %d images are not the size the ground truth declares, so its "
+                       "keypoints may not fit them (first: %s)", len(resized), len(mine),
+                       resized[0])  # fmt: skip
     if world > 1:
         logger.info("rank %d/%d: %d images predicted", rank, world, len(local))
     parts = all_gather_checked(local, error)

@@ -19,14 +19,11 @@ SIGTERM (what torchrun sends its workers when one fails or on Ctrl-C) stops a ru
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import signal
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +42,7 @@ from fusepose.inference.boxes import ImageIds
 from fusepose.inference.predictor import FrameInput, Predictor
 from fusepose.inference.sources import Frame, VideoSource, folder_images, prefetch, source_kind
 from fusepose.inference.tracking import PoseTracker
+from fusepose.signals import sigterm_as_interrupt
 from fusepose.visualization.writer import ResultWriter
 
 logger = logging.getLogger(__name__)
@@ -316,7 +314,7 @@ def predict_sources(
             progress(done[0], total)
 
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             summary = _run_and_merge(job, mine, tick, save_json, rank, world)
     except BaseException:
         _keep_finished(job, save_json, rank, world, run_id)
@@ -446,21 +444,3 @@ def _count(items: list[Item]) -> int | None:
         else:
             return None
     return total
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt (so the finished frames are saved) while the run lasts;
-    only the main thread can install signal handlers (elsewhere: as it was)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

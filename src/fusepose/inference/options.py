@@ -29,6 +29,7 @@ from fusepose.errors import ConfigError
 from fusepose.geometry import GEOMETRY_MODES, InputGeometry
 from fusepose.inference.backends import BACKENDS, INT8_SCOPE_CHOICES, PRECISIONS
 from fusepose.inference.network import resolve_device
+from fusepose.limits import MAX_THREADS, check_number
 from fusepose.skeletons import Skeleton, get_skeleton
 
 __all__ = ["BoxOptions", "OptionError", "RunOptions", "TestOptions", "route_options"]
@@ -80,10 +81,9 @@ class RunOptions:
             raise ConfigError(
                 f"int8 scope {self.int8_scope!r}: use {' or '.join(INT8_SCOPE_CHOICES)}"
             )
-        if self.num_threads is not None:
-            if isinstance(self.num_threads, bool) or int(self.num_threads) < 1:
-                raise ConfigError(f"threads {self.num_threads}: must be >= 1")
-            object.__setattr__(self, "num_threads", int(self.num_threads))
+        if self.num_threads is not None:  # the command line's range (fusepose.cli.flags)
+            n = check_number(self.num_threads, "threads", 1, MAX_THREADS, integer=True)
+            object.__setattr__(self, "num_threads", n)
         if self.calibration is not None:
             if isinstance(self.calibration, str | Path):
                 raise ConfigError(f"calibration {self.calibration!r}: give a list of images")

@@ -39,7 +39,7 @@ from fusepose.assets import sample_image
 from fusepose.codecs.pipelines import Prepared, build_pipeline
 from fusepose.data.io import read_image
 from fusepose.description import Described, ModelDescription, default_description_for
-from fusepose.errors import CheckpointError, ConfigError
+from fusepose.errors import CheckpointError, ConfigError, DataError
 from fusepose.evaluation.nms import oks_nms
 from fusepose.export.ir import EXPORT_SUFFIXES, is_exported, is_ir
 from fusepose.export.metadata import read_description
@@ -371,7 +371,12 @@ class Predictor(Described):
         if self.pipeline.needs_boxes and boxes is None:
             boxes, box_scores = self.find_boxes(frame, image_id)
         t0 = time.perf_counter()
-        prepared = self.pipeline.prepare(frame.image, boxes, box_scores)
+        try:
+            prepared = self.pipeline.prepare(frame.image, boxes, box_scores)
+        except DataError as e:  # e.g. an input too large for this image: say which image
+            if frame.path is None:
+                raise
+            raise DataError(f"{frame.name}: {e}") from None
         return FrameInput(frame, prepared, image_id, time.perf_counter() - t0)
 
     @property

@@ -20,6 +20,7 @@ import numpy as np
 
 from fusepose.data.io import read_image
 from fusepose.errors import FusePoseError, SourceError
+from fusepose.limits import MAX_IMAGE_SIDE  # larger images are refused, as by the server
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +45,6 @@ class Frame:
     name: str
     index: int
     path: Path | None = None
-
-
-# Larger images are refused rather than warped (a 10^5-pixel side would exhaust memory in the
-# short-side resize); no camera or dataset comes near it.
-MAX_IMAGE_SIDE = 16384
 
 
 def check_image_array(image: np.ndarray, name: str = "<array>") -> np.ndarray:
@@ -119,6 +115,7 @@ class VideoSource:
 
     def __init__(self, source: str | Path | int) -> None:
         self.is_webcam = isinstance(source, int) or (isinstance(source, str) and source.isdigit())
+        self._first: np.ndarray | None = None
         if self.is_webcam:
             self.label = f"webcam:{int(source)}"
             self.cap = cv2.VideoCapture(int(source))
@@ -139,7 +136,9 @@ class VideoSource:
             if not ok or first is None:
                 self.cap.release()
                 raise SourceError(f"{path}: not a readable video (OpenCV could not decode a frame)")
-            self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            # kept and yielded first, not re-read: seeking back to frame 0 fails on some
+            # containers (a one-frame video then gave no frame at all)
+            self._first = first
         fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = fps if fps > 0 else 25.0
         self.frame_count = max(int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0), 0)
@@ -153,7 +152,8 @@ class VideoSource:
         index = 0
         try:
             while True:
-                ok, img = self.cap.read()
+                first, self._first = self._first, None
+                ok, img = (True, first) if first is not None else self.cap.read()
                 if not ok or img is None:
                     break
                 yield Frame(img, f"{self.label}:frame:{index}", index, None)

@@ -16,6 +16,7 @@ pure rename: every official tensor maps to exactly one fusepose tensor of the sa
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -98,12 +99,25 @@ def read_torch_file(path: str | Path) -> Any:
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a pickle protocol note is no concern of the user's
+            warnings.filterwarnings("ignore", message=".*pickle protocol", category=UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for truncated / foreign files
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        text = str(e).strip()
+        first = text.splitlines()[0] if text else type(e).__name__
+        if "Weights only load failed" in text:
+            # a file is data: never pass on torch's advice to load it as code
+            found = re.search(r"GLOBAL ([\w.]+)", text)
+            if found:
+                raise CheckpointError(
+                    f"{path}: refused: the file holds Python objects ({found[1]}), not only "
+                    "tensors and plain data; fusepose reads model files as data"
+                ) from None
+            detail = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
+            first = detail[1].strip() if detail else "not tensors and plain data"
         raise CheckpointError(
             f"{path}: not a readable checkpoint (truncated, corrupt or not a torch file): {first}"
-        ) from e
+        ) from None
 
 
 def is_fusepose_checkpoint(obj: Any) -> bool:

@@ -95,6 +95,28 @@ def lmfnet_lite(num_keypoints: int = 17, **overrides):
     return _build_bottom_up(num_keypoints, {**_LMF_R1, "head_block": "ghost"}, overrides)
 
 
+# Deployment variant, not in the paper
+# (docs/reconstruction.md#lmfnet_deploy-a-deviation-from-the-paper-for-cpus): L-MFNet R1 at the
+# depth and stem / stage-1 width that `fusepose ablate table3 --budget cpu` trains every row at:
+# one HR module per stage, one Ghost-Block per branch (so one CBAM per stage branch, 10 instead
+# of 108), one Shuffle-Neck, one head block. Designed from the CPU profile of
+# docs/performance.md (per-block attention glue and small ops, not MACs, set L-MFNet's time on
+# CPUs with bf16 matrix units); the AP that protocol measures for L-MFNet is this network's.
+_LMF_DEPLOY = {**_LMF_R1, "stem_width": 32, "stage1_planes": 32, "stage1_blocks": 1,
+               "modules": (1, 1, 1), "blocks_per_branch": 1, "head_num_blocks": 1}  # fmt: skip
+
+
+@register_model(
+    "lmfnet_deploy", kind="bottom_up", input_size=(512, 512), num_keypoints=17,
+    description="L-MFNet deploy variant: 1 HR module per stage, 1 Ghost-Block (with its CBAM) "
+    "per branch, 1 Shuffle-Neck, 1 head block, stem 32 (a deviation from the paper)",
+    paper={"source": "not in the paper: fusepose's deployment variant of L-MFNet R1 "
+           "(docs/reconstruction.md#lmfnet_deploy-a-deviation-from-the-paper-for-cpus)"},
+)  # fmt: skip
+def lmfnet_deploy(num_keypoints: int = 17, **overrides):
+    return _build_bottom_up(num_keypoints, _LMF_DEPLOY, overrides)
+
+
 # ---------------------------------------------------------------- top-down (SFM family)
 
 _SFM_SOURCE = "Ren et al., arXiv 2107.13693 (abstract + poster); docs/reconstruction.md#sfm-claims"

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import io
 import logging
 import threading
 from collections.abc import Sequence
@@ -31,14 +30,14 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
-from PIL import Image, UnidentifiedImageError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from fusepose.data.io import decode_image
-from fusepose.errors import FusePoseError
+from fusepose.data.io import check_image_limits, decode_image, image_header_size
+from fusepose.errors import DataError, FusePoseError
 from fusepose.inference.predictor import Predictor
+from fusepose.limits import MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, MAX_INPUT_FACTOR
 from fusepose.structures import PoseResult
 from fusepose.visualization.writer import people_json  # the API's JSON of a result
 
@@ -157,10 +156,10 @@ def create_app(
     predictor: Predictor,
     *,
     max_upload_bytes: int = 20 * MiB,
-    max_pixels: int = 40_000_000,
-    max_side: int = 20_000,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    max_side: int = MAX_IMAGE_SIDE,
     max_pending: int = 64,
-    max_input_factor: int = 16,
+    max_input_factor: int = MAX_INPUT_FACTOR,
     allowed_hosts: Sequence[str] | None = LOOPBACK_HOSTS,
 ) -> FastAPI:
     """The FastAPI app serving ``predictor`` (loaded once by the caller).
@@ -179,7 +178,7 @@ def create_app(
     limits = {"max_upload_bytes": max_upload_bytes, "max_pixels": max_pixels,
               "max_side": max_side, "max_input_factor": max_input_factor}  # fmt: skip
     health = _health(predictor, limits)
-    runner = _Runner(predictor, max_pending, max_input_factor)
+    runner = _Runner(predictor, max_pending, max_input_factor, limits)
     _add_error_handlers(app)
 
     @app.get("/", response_class=HTMLResponse)
@@ -265,11 +264,13 @@ class _Runner:
     """The Predictor behind the app: one request at a time runs it (a lock around the
     network), at most ``max_pending`` wait for it or hold it."""
 
-    def __init__(self, predictor: Predictor, max_pending: int, max_input_factor: int) -> None:
+    def __init__(
+        self, predictor: Predictor, max_pending: int, max_input_factor: int, limits: dict[str, int]
+    ) -> None:
         self.predictor = predictor
         self.max_pending = int(max_pending)
         self.max_input_factor = int(max_input_factor)
-        self.geometry_pixels = int(np.prod(predictor.description.geometry.size))
+        self.max_pixels, self.max_side = int(limits["max_pixels"]), int(limits["max_side"])
         self.lock = threading.Lock()
         self.pending = 0
         self.pending_lock = threading.Lock()
@@ -288,23 +289,22 @@ class _Runner:
 
     def check_input(self, hw: tuple[int, int]) -> None:
         """A whole-image (bottom-up) input grows with the image's aspect ratio under the
-        short-side resize: refuse one over ``max_input_factor`` x the model's input area
-        (a 2 x 3000 strip would become a 64 x 96000 input)."""
-        predictor = self.predictor
-        if predictor.pipeline.needs_boxes:
+        short-side resize: refuse (413) one over ``max_input_factor`` x the model's input
+        area, by the pipeline's own check (the command line's limit too)."""
+        pipeline = self.predictor.pipeline
+        if pipeline.needs_boxes:
             return  # top-down crops are the model's fixed size
-        largest = max(getattr(predictor.pipeline, "scales", (1.0,)))
-        _m, (w_in, h_in) = predictor.warp_matrix(hw, largest)
-        if w_in * h_in > self.max_input_factor * self.geometry_pixels:
-            raise ApiError(413, f"image of {hw[1]}x{hw[0]} pixels: the network input would be "
-                           f"{w_in}x{h_in}, over {self.max_input_factor} x the model's "
-                           f"{predictor.description.geometry.describe()} (aspect ratio too "
-                           "extreme)")  # fmt: skip
+        try:
+            pipeline.check_input(hw, self.max_input_factor)
+        except DataError as e:
+            raise ApiError(413, str(e)) from None
 
     def predict(self, data: bytes) -> tuple[np.ndarray, PoseResult, dict[str, float]]:
-        """Decode an upload (EXIF applied) and run the Predictor on it (in a worker thread)."""
+        """Decode an upload (EXIF applied) and run the Predictor on it (in a worker thread);
+        its size was checked from the header with the app's limits."""
         try:
-            image = decode_image(data, "upload", apply_exif=True)
+            image = decode_image(data, "upload", apply_exif=True, max_pixels=self.max_pixels,
+                                 max_side=self.max_side)  # fmt: skip
         except FusePoseError as e:
             raise ApiError(400, str(e)) from None
         self.check_input(image.shape[:2])
@@ -366,18 +366,18 @@ def _check_header(data: bytes, max_pixels: int, max_side: int) -> None:
     """Refuse what is not an image, or too large an image, from its header alone (Pillow
     reads the size without decoding the pixels)."""
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            w, h = im.size
-            fmt = im.format
-    except Image.DecompressionBombError as e:
-        raise ApiError(413, f"image too large ({e})") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        header = image_header_size(data, "upload")
+    except DataError as e:
+        raise ApiError(413, str(e)) from None
+    if header is None:
         head = data[:16]
         kind = "text" if all(32 <= b < 127 or b in (9, 10, 13) for b in head) else "binary"
         raise ApiError(415, f"not an image ({kind} content, {len(data)} bytes): send a JPEG, "
-                       "PNG, BMP, WebP or TIFF file") from None  # fmt: skip
+                       "PNG, BMP, WebP or TIFF file")  # fmt: skip
+    w, h, fmt = header
     if w < 1 or h < 1:
         raise ApiError(400, f"{fmt} image of {w}x{h} pixels")
-    if w > max_side or h > max_side or w * h > max_pixels:
-        raise ApiError(413, f"{fmt} image of {w}x{h} pixels: the limit is {max_pixels} pixels "
-                       f"and {max_side} per side")  # fmt: skip
+    try:  # the command line's check, with this app's limits
+        check_image_limits(w, h, f"{fmt} upload", max_pixels, max_side)
+    except DataError as e:
+        raise ApiError(413, str(e)) from None

@@ -17,6 +17,7 @@ through :func:`~fusepose.visualization.skeleton.draw_poses` and :func:`write_ima
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -25,7 +26,7 @@ import cv2
 import numpy as np
 
 from fusepose.errors import ConfigError
-from fusepose.files import write_json_atomic
+from fusepose.files import write_bytes_atomic, write_json_atomic
 from fusepose.skeletons import Skeleton
 from fusepose.structures import PoseResult, register_drawing
 from fusepose.visualization.skeleton import draw_poses
@@ -60,11 +61,17 @@ def people_json(result: PoseResult) -> list[dict[str, Any]]:
 
 
 def write_image(path: str | Path, image: np.ndarray) -> Path:
-    """Write a BGR uint8 image (format from the suffix); ConfigError when OpenCV cannot."""
+    """Write a BGR uint8 image (format from the suffix), atomically; ConfigError when OpenCV
+    cannot encode it. OpenCV only encodes: Python writes the file, so any file name the OS
+    allows works (OpenCV's own file functions fail, or crash, on names that are not UTF-8)."""
     path = Path(path)
-    if not cv2.imwrite(str(path), image):
-        raise ConfigError(f"{path}: OpenCV cannot write this image (folder or suffix?)")
-    return path
+    try:
+        ok, data = cv2.imencode(path.suffix or ".jpg", image)
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise ConfigError(f"{path}: OpenCV cannot write this image (suffix {path.suffix!r}?)")
+    return write_bytes_atomic(path, data.tobytes())
 
 
 def side_by_side(
@@ -166,17 +173,20 @@ class ResultWriter:
         return write_image(self.save_vis / name, image)
 
     def _write_frame(self, drawn: np.ndarray) -> None:
-        """Append a drawn frame to the video, opened at the first frame's size."""
+        """Append a drawn frame to the video, opened at the first frame's size. OpenCV
+        writes a temporary file of a plain ASCII name, renamed to the video's name when it is
+        closed (so the final name never holds half a video, whatever the name's encoding)."""
         if self._video is None:
             assert self.save_vis is not None and self.video_name is not None
             self.save_vis.mkdir(parents=True, exist_ok=True)
-            out = self.save_vis / self.video_name
+            self._video_tmp = self.save_vis / f".fusepose-video-{os.getpid()}-{id(self)}.mp4"
             h, w = drawn.shape[:2]
             fourcc = cv2.VideoWriter_fourcc(*VIDEO_FOURCC)
-            video = cv2.VideoWriter(str(out), fourcc, self.fps, (w, h))
+            video = cv2.VideoWriter(str(self._video_tmp), fourcc, self.fps, (w, h))
             if not video.isOpened():
+                out = self.save_vis / self.video_name
                 raise ConfigError(f"{out}: OpenCV cannot write an mp4v video here")
-            logger.info("writing %s", out)
+            logger.info("writing %s", self.save_vis / self.video_name)
             self._video = video
         self._video.write(drawn)
 
@@ -188,16 +198,22 @@ class ResultWriter:
             return
         write_json_atomic(self.save_json, self.results)
         logger.info("wrote %d results to %s", len(self.results), self.save_json)
+        side = self.save_json.with_suffix(".skipped.json")
         if self.skipped:
-            side = self.save_json.with_suffix(".skipped.json")
             write_json_atomic(side, self.skipped, indent=2)
             logger.warning("%d unreadable images skipped: listed in %s", len(self.skipped), side)
+        elif side.is_file():  # this run owns the name: an earlier run's list must not stay
+            side.unlink()
+            logger.info("removed %s of an earlier run (nothing skipped this time)", side)
 
     def close(self) -> None:
-        """Finish the video (the JSON is written by :meth:`save`)."""
+        """Finish the video: released, then renamed to its name (the JSON is written by
+        :meth:`save`)."""
         if self._video is not None:
             self._video.release()
             self._video = None
+            assert self.save_vis is not None and self.video_name is not None
+            os.replace(self._video_tmp, self.save_vis / self.video_name)
 
     def __enter__(self) -> ResultWriter:
         return self

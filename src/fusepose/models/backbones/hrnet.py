@@ -13,6 +13,7 @@ from typing import Literal
 
 from torch import Tensor, nn
 
+from ..blocks.attention import CBAM
 from ..blocks.conv import ConvBNAct
 from ..blocks.ghost import GhostBlock
 from ..blocks.resnet import BasicBlock, Bottleneck
@@ -55,6 +56,9 @@ class HRNetConfig:
     blocks_per_branch: int = 4
     block: BranchBlock = "basic"
     ghost: GhostConfig = GhostConfig()
+    # CBAM once per branch at the end of Stages 2-4, on the fused outputs: the deploy variant's
+    # attention (lmfnet_deploy) instead of one in every Ghost-Block
+    stage_attention: bool = False
 
     def __post_init__(self) -> None:
         if len(self.modules) != len(self.widths) - 1:
@@ -232,6 +236,15 @@ class HRNetBackbone(nn.Module):
             )
             prev = widths
         self.out_channels = cfg.widths[0]
+        # stage_attention[s][i]: CBAM on branch i of the output of HR stage s (Stages 2-4)
+        self.stage_attention = nn.ModuleList()
+        if cfg.stage_attention:
+            outs = [tuple(cfg.widths[: s + 2]) for s in range(n_stages)]
+            if not multi_scale_output:
+                outs[-1] = outs[-1][:1]
+            for widths in outs:
+                self.stage_attention.append(nn.ModuleList(
+                    CBAM(c, parallel=cfg.ghost.cbam_parallel) for c in widths))  # fmt: skip
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_branches(x)[0]
@@ -239,9 +252,8 @@ class HRNetBackbone(nn.Module):
     def forward_branches(self, x: Tensor) -> list[Tensor]:
         """Every branch output of the last module: ``[(B, widths[i], H / 2**(i+2), ...)]``
         (only branch 0 unless ``multi_scale_output``)."""
-        y = self.stage1(self.stem(x))
-        ys = [y]
-        for transition, stage in zip(self.transitions, self.stages, strict=True):
+        ys = [self.stage1(self.stem(x))]
+        for s, (transition, stage) in enumerate(zip(self.transitions, self.stages, strict=True)):
             xs = []
             for i, layer in enumerate(transition):
                 src = ys[i] if i < len(ys) else ys[-1]
@@ -249,4 +261,11 @@ class HRNetBackbone(nn.Module):
             ys = xs
             for module in stage:
                 ys = module(ys)
+            ys = self._attend(s, ys)
         return ys
+
+    def _attend(self, stage: int, ys: list[Tensor]) -> list[Tensor]:
+        """The stage's per-branch CBAM (``stage_attention``), or ``ys`` unchanged."""
+        if not len(self.stage_attention):
+            return ys
+        return [att(y) for att, y in zip(self.stage_attention[stage], ys, strict=True)]

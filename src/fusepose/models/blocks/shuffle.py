@@ -40,6 +40,10 @@ class ShuffleNeck(nn.Module):
     3. Branch a: 1x1 conv, BN, ReLU, then attention (CBAM; ``attention=False`` drops it).
     4. Branch b (ShuffleNetV2 right branch): 1x1 conv BN ReLU, 3x3 depthwise BN, 1x1 conv BN ReLU.
     5. Concatenate [a, b] and channel-shuffle with 2 groups. No residual add.
+
+    ``shuffle_output = False`` returns ``[a, b]`` unshuffled: set by the inference rewrite
+    :func:`fusepose.export.fold.fold_channel_shuffles`, which moves the permutation into the
+    weights of the convs that read the output.
     """
 
     def __init__(
@@ -63,9 +67,11 @@ class ShuffleNeck(nn.Module):
             ConvBNAct(half, half, 3, groups=half, act=False),
             ConvBNAct(half, half, 1),
         )
+        self.shuffle_output = True
 
     def forward(self, x: Tensor) -> Tensor:
         a, b = channel_split(self.pre(x))
         a = self.attention(self.branch_a(a))
         b = self.branch_b(b)
-        return channel_shuffle(torch.cat([a, b], dim=1), 2)
+        out = torch.cat([a, b], dim=1)
+        return channel_shuffle(out, 2) if self.shuffle_output else out
