@@ -101,7 +101,8 @@ def _guard_images(path: Path) -> list[Path]:
 def row_guards(rows: list[Row], predictors: Sequence[Any], images: Sequence[Path]) -> None:
     """Each row's accuracy guard (:func:`fusepose.inference.guard.guard`): its decoded people on
     ``images`` (network outputs, whole-image boxes, no score threshold) against its model's fp32
-    reference row (ONNX Runtime, else PyTorch). Sets ``row.guard`` and ``row.guard_passed``."""
+    reference row (ONNX Runtime, else PyTorch, else the first fp32 row). Sets ``row.guard`` and
+    ``row.guard_passed``."""
     decoded: dict[int, list[PoseResult]] = {}
 
     def people(i: int) -> list[PoseResult]:
@@ -120,9 +121,11 @@ def row_guards(rows: list[Row], predictors: Sequence[Any], images: Sequence[Path
             continue
         ref = next((j for j, r in enumerate(rows) if r.model == row.model and r.precision == "fp32"
                     and r.backend == "onnx"), None)  # fmt: skip
-        if ref is None:
-            ref = next(j for j, r in enumerate(rows) if r.model == row.model
-                       and r.precision == "fp32" and r.backend == "torch")  # fmt: skip
+        if ref is None:  # else PyTorch fp32, else any fp32 row (e.g. --backends openvino)
+            fp32 = [j for j, r in enumerate(rows) if r.model == row.model and r.precision == "fp32"]
+            ref = next((j for j in fp32 if rows[j].backend == "torch"), fp32[0] if fp32 else None)
+        if ref is None:  # no fp32 row of this model to judge against
+            continue
         if ref == i:
             row.guard, row.guard_passed = {"reference": True, "passed": True}, True
             continue
