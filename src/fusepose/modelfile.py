@@ -28,6 +28,7 @@ import torch
 
 from fusepose.description import ModelDescription, default_description_for, skeleton_for
 from fusepose.errors import CheckpointError, ConfigError, FusePoseError
+from fusepose.export.ir import is_exported
 from fusepose.export.metadata import read_description
 from fusepose.files import atomic_write
 from fusepose.geometry import InputGeometry
@@ -272,10 +273,11 @@ def _checked(path: Path, name: str | None) -> tuple[ModelDescription, torch.nn.M
 
 
 def describe(path: str | os.PathLike, name: str | None = None) -> ModelDescription:
-    """The :class:`ModelDescription` of a checkpoint or an exported ``.onnx`` file, checked
-    as :func:`load_model` checks it (a file ``inspect`` accepts is one every verb runs)."""
+    """The :class:`ModelDescription` of a checkpoint, an exported ``.onnx`` file or an
+    OpenVINO IR ``.xml``, checked as :func:`load_model` checks it (a file ``inspect`` accepts
+    is one every verb runs)."""
     path = Path(path)
-    if path.suffix.lower() == ".onnx":
+    if is_exported(path):
         return read_description(path)
     return _checked(path, name)[0]
 
@@ -293,8 +295,9 @@ def load_model(
     weights fit.
     """
     path = Path(path)
-    if path.suffix.lower() == ".onnx":
-        raise ConfigError(f"{path}: an ONNX file runs with the onnx backend, not as a torch model")
+    if is_exported(path):
+        raise ConfigError(f"{path}: an exported file runs with the onnx / openvino backend, not "
+                          "as a torch model")  # fmt: skip
     desc, skeleton, weights = _checked(path, name)
     model = materialize(skeleton, weights)
     log.info("loaded weights from %s", path)

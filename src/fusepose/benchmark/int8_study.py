@@ -2,7 +2,10 @@
 change they cause, and the COCO AP of a trained checkpoint in fp32 and INT8.
 
 Every AP here comes from :func:`fusepose.inference.dataset.evaluate_dataset`, the loop that
-training validation and ``fusepose eval`` use, with the checkpoint's own description.
+training validation and ``fusepose eval`` use, with the checkpoint's own description (a
+top-down model on the GT boxes). ``openvino_int8_nncf`` is the INT8 IR that NNCF's accuracy
+control makes of the checkpoint (:func:`fusepose.inference.int8_export.quantize_ir`, cached in
+the work folder: the first run takes minutes to an hour on 2 cores).
 """
 
 from __future__ import annotations
@@ -15,22 +18,23 @@ import numpy as np
 from fusepose.benchmark.latency import default_image
 from fusepose.cpu import unavailable_bf16
 from fusepose.data.coco_index import load_coco_keypoints
-from fusepose.data.io import read_image
-from fusepose.errors import ConfigError, DataError
+from fusepose.errors import DataError
 from fusepose.evaluation.compare import keypoint_change, results_by_image
 from fusepose.export.cache import export_cached
 from fusepose.export.metadata import read_metadata
 from fusepose.export.openvino_runtime import openvino_unavailable
-from fusepose.export.package import default_dynamic
+from fusepose.export.optimize import optimize_for_inference
+from fusepose.export.package import default_dynamic, export_model
 from fusepose.export.quantize import (
     calibration_inputs,
     default_reduce_range,
     int8_scope,
     quantize_int8,
 )
-from fusepose.geometry import warp_image
+from fusepose.inference.boxes import gt_boxes
 from fusepose.inference.dataset import evaluate_dataset
 from fusepose.inference.guard import guard_verdict
+from fusepose.inference.int8_export import calibration_set, quantize_ir
 from fusepose.inference.predictor import Predictor
 from fusepose.modelfile import load_model
 
@@ -64,16 +68,18 @@ def int8_checkpoint_ap(
     ann_file: str | Path,
     workdir: str | Path,
     threads: int | None = None,
+    nncf: bool = False,
 ) -> dict[str, Any]:
-    """COCO AP of a trained bottom-up checkpoint in eager fp32, ONNX fp32 (optimized) and ONNX
-    INT8 on the images of ``ann_file``, plus the decoded keypoint change INT8 vs fp32.
+    """COCO AP of a trained checkpoint in eager fp32, ONNX fp32 (optimized) and ONNX INT8 on
+    the images of ``ann_file`` (top-down: its GT boxes), plus the other paths of
+    :func:`_extra_paths` and the decoded keypoint change of each against ONNX fp32.
 
     Everything runs with the checkpoint's description (its validation geometry and test
     settings); a letterboxed checkpoint is exported at its fixed shape, a short-side one with
-    dynamic H, W. Calibration uses the same images, warped the same way."""
+    dynamic H, W. Calibration uses the same images, made into network inputs the same way.
+    ``nncf``: add ``openvino_int8_nncf``, the INT8 IR of NNCF's accuracy control (needs a
+    fixed-shape model; cached in ``workdir``)."""
     model, desc = load_model(checkpoint)
-    if desc.family.needs_boxes:
-        raise ConfigError(f"{checkpoint}: --int8-checkpoint supports bottom-up models only")
     ann_file = Path(ann_file)
     index = load_coco_keypoints(ann_file)
     paths = [ann_file.parent / str(index.images[i]["file_name"]) for i in index.image_ids]
@@ -89,10 +95,14 @@ def int8_checkpoint_ap(
     }
     rr = "_r7" if default_reduce_range() else "_r8"
     int8 = fp32.with_name(f"{fp32.stem}_int8{rr}.onnx")
+    boxes = [gt_boxes(index, i)[0] for i in index.image_ids] if desc.family.needs_boxes else []
+    calib = calibration_set(preds["onnx_fp32"], paths, num_synthetic=0, boxes=boxes)
     if not int8.is_file():
-        quantize_int8(fp32, int8, _calibration(preds["onnx_fp32"], paths))
+        quantize_int8(fp32, int8, calib)
     preds["onnx_int8"] = Predictor(int8, num_threads=threads)
-    extra = _extra_paths(model, desc, fp32, int8, calib_paths=paths, threads=threads)
+    extra = _extra_paths(model, desc, fp32, int8, calib, threads=threads)
+    if nncf:
+        extra["openvino_int8_nncf"] = _nncf_ir(model, desc, fp32, ann_file, threads)
     preds.update({k: v for k, v in extra.items() if not isinstance(v, str)})
     out: dict[str, Any] = {
         "checkpoint": str(checkpoint),
@@ -103,7 +113,8 @@ def int8_checkpoint_ap(
     }
     per_image: dict[str, Any] = {}
     for k, pred in preds.items():
-        m = evaluate_dataset(pred, ann_file, ann_file.parent)
+        m = evaluate_dataset(pred, ann_file, ann_file.parent,
+                             boxes="gt" if desc.family.needs_boxes else "auto")  # fmt: skip
         out[f"AP_{k}"] = round(float(m["AP"]), 4)
         per_image[k] = results_by_image(m["results"])
     # people matched once per image; over all joints: mean, max, and (the mean is dominated by
@@ -131,17 +142,25 @@ def int8_checkpoint_ap(
     return out
 
 
-def _calibration(pred: Predictor, paths: list[Path]) -> list[np.ndarray]:
-    """The images warped as ``pred`` feeds its network (calibration on the evaluated images)."""
-    out = []
-    for p in paths:
-        img = read_image(p)
-        m, size = pred.warp_matrix(img.shape[:2])
-        out.append(warp_image(img, m, size)[None])
-    return out
+def _nncf_ir(model: Any, desc: Any, fp32: Path, ann_file: Path,
+             threads: int | None) -> Predictor | str:  # fmt: skip
+    """A Predictor on the checkpoint's NNCF INT8 IR (made once into ``fp32``'s folder), or why
+    there is none."""
+    reason = openvino_unavailable("int8")
+    if reason or default_dynamic(desc) is True:
+        return reason or "NNCF INT8 IR: a dynamic-size (short-side) model; export it fixed"
+    ir = fp32.with_name(f"{fp32.stem}_nncf.xml")
+    if not ir.is_file():
+        fp32_ir = fp32.with_suffix(".xml")
+        if not fp32_ir.is_file():
+            net = optimize_for_inference(model)
+            net.info = model.info
+            export_model(net, fp32_ir, desc.geometry.size, desc=desc, dynamic=default_dynamic(desc))
+        quantize_ir(fp32_ir, ir, ann_file, ann_file.parent, threads=threads)
+    return Predictor(ir, num_threads=threads)
 
 
-def _extra_paths(model: Any, desc: Any, fp32: Path, int8: Path, calib_paths: list[Path],
+def _extra_paths(model: Any, desc: Any, fp32: Path, int8: Path, calib: list[np.ndarray],
                  threads: int | None) -> dict[str, Any]:  # fmt: skip
     """Predictors of the other paths of the checkpoint (or the reason one is unavailable):
     ONNX INT8 over the whole graph, OpenVINO fp32 / bf16 / INT8 on the same files, PyTorch bf16
@@ -150,7 +169,6 @@ def _extra_paths(model: Any, desc: Any, fp32: Path, int8: Path, calib_paths: lis
     whole = int8.with_name(int8.stem.replace("_int8", "_int8whole") + ".onnx")
     if int8_scope(desc.model) is not None:
         if not whole.is_file():
-            calib = _calibration(Predictor(fp32, num_threads=threads), calib_paths)
             quantize_int8(fp32, whole, calib, scope="whole")
         out["onnx_int8_whole"] = Predictor(whole, num_threads=threads)
         out["openvino_int8_whole"] = openvino_unavailable("int8") or Predictor(

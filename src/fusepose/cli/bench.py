@@ -31,6 +31,7 @@ from fusepose.cli.common import add_inference_arguments, add_model_arguments, bu
 from fusepose.data.io import read_image
 from fusepose.errors import ConfigError
 from fusepose.export.cache import export_cached
+from fusepose.export.ir import is_exported
 from fusepose.export.package import default_dynamic
 from fusepose.files import write_json_atomic
 from fusepose.inference.gt_outputs import bottom_up_gt_hook
@@ -85,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
     image = read_image(path)
     gt = gt_people(path)
     workdir = Path(args.workdir) if args.workdir else Path.home() / ".cache" / "fusepose" / "bench"
+    if not args.onnx and not args.weights and args.model and is_exported(args.model):
+        args.onnx, args.model = args.model, None  # an exported file runs as it is, like --onnx
     want_onnx = args.backend in ("onnx", "openvino") or bool(args.onnx)
     args.random_weights = args.random_weights or not (args.weights or args.onnx)
     file_options = dict(backend=args.backend if args.backend != "auto" else None,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fusepose.errors import ConfigError
+from fusepose.export.ir import is_exported, is_ir
 from fusepose.geometry import GEOMETRY_MODES
 from fusepose.inference.backends import BACKENDS, INT8_SCOPE_CHOICES, PRECISIONS
 from fusepose.inference.options import BoxOptions, RunOptions, TestOptions
@@ -59,7 +60,9 @@ def add_inference_arguments(parser: argparse.ArgumentParser, *, boxes: bool = Tr
     parser.add_argument("--calibration", nargs="+", metavar="IMAGE", default=None,
                         help="images for INT8 calibration and the auto accuracy guard "
                         "(default: the bundled sample photo)")  # fmt: skip
-    parser.add_argument("--onnx", metavar="FILE", help="exported model (implies --backend onnx)")
+    parser.add_argument("--onnx", metavar="FILE",
+                        help="exported model: .onnx (implies --backend onnx) or an OpenVINO IR "
+                        ".xml (implies --backend openvino)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=None, help="CPU threads")
     parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                         help="flip test (default: as the model was validated)")  # fmt: skip
@@ -109,8 +112,11 @@ def model_source(args: argparse.Namespace) -> tuple[Any, Any]:
             raise ConfigError("--onnx and --weights: give one model file")
         weights = onnx
     backend = getattr(args, "backend", None)
-    if backend in ("onnx", "openvino") and not (onnx or str(weights or model).endswith(".onnx")):
+    file = onnx or weights or model
+    if backend in ("onnx", "openvino") and not (file and is_exported(file)):
         raise ConfigError(f"--backend {backend} needs an .onnx file (MODEL, --weights or --onnx)")
+    if backend in ("onnx", "torch") and file and is_ir(file):
+        raise ConfigError(f"{file}: an OpenVINO IR runs on --backend openvino only, not {backend}")
     if not model and not weights:
         raise ConfigError("no model: give MODEL (a name or a file), --weights FILE or --onnx FILE")
     named = model and not Path(str(model)).suffix and not Path(str(model)).is_file()

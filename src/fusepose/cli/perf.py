@@ -11,6 +11,16 @@ on the image: ``fusepose.models.init.random_inference_weights``; the JSON rows s
 bottom-up decode then runs on maps rendered from the image's ground truth so it sees a
 realistic number of peaks. Every backend and precision this CPU runs gets a row with its
 accuracy guard; ``--peer NAME=FILE.onnx`` times another ONNX model's network beside them.
+
+Accuracy verdicts on random weights decide nothing: ``--checkpoints DIR`` judges every model on
+its trained checkpoint ``DIR/MODEL/best.pth`` (the small overfit recipe of
+``fusepose.benchmark.checkpoints.GUARD_RECIPES``, trained where missing, reused after a check
+where present) and adds the OpenVINO INT8 row of NNCF's accuracy control for the ``--int8``
+models; each JSON row says ``guard_weights``: ``checkpoint`` or ``random``, and only the
+former decide the fastest path (``best``)::
+
+    fusepose perf --checkpoints runs/guard --json perf.json
+
 Every row shows its MAC-bound time; ``--streams N`` adds images/s of N single-thread streams;
 ``--verdict R1.json R2.json R3.json`` measures nothing and combines separate runs' JSON files
 into issue 22's speed verdict (``fusepose.benchmark.verdict``)::
@@ -96,6 +106,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "on the shared COCO samples; its verdict is the guard of that model's rows",
     )
     parser.add_argument(
+        "--checkpoints",
+        metavar="DIR",
+        help="trained guard checkpoints DIR/MODEL/best.pth (each model's small overfit recipe "
+        "on the COCO samples, trained where missing, reused where present): every model's "
+        "verdicts on trained weights, and an OpenVINO INT8 row by NNCF's accuracy control for "
+        "the --int8 models; without it, verdicts on random weights decide no fastest path",
+    )
+    parser.add_argument(
         "--raw-torch", action="store_true", help="add eager rows of the unmodified modules"
     )
     parser.add_argument(
@@ -165,6 +183,7 @@ def run(args: argparse.Namespace) -> int:
         **({"workdir": args.workdir} if args.workdir else {}),
         weights=weights,
         int8_checkpoint=args.int8_checkpoint,
+        checkpoints=args.checkpoints,
         mac_bound=not args.no_mac_bound,
         streams=args.streams,
     )

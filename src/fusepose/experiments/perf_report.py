@@ -105,6 +105,11 @@ def _best(res: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
             ["model", "fastest path whose guard passed", "total ms", "network ms",
              f"speed-up vs {cfg['baseline']} ONNX fp32 (total)",
              f"vs {cfg['baseline']}'s best (total)"], rows)  # fmt: skip
+    undecided = sorted({r["model"] for r in res.get("rows", []) if r.get("kind") != "peer"}
+                       - set(res.get("best") or {}))  # fmt: skip
+    if undecided:
+        lines += ["", f"No fastest path decided for {', '.join(undecided)}: no path passed its "
+                  "guard on a trained checkpoint (`fusepose perf --checkpoints DIR`)."]  # fmt: skip
     return lines
 
 
@@ -276,6 +281,8 @@ def _guard(r: dict[str, Any]) -> str:
     if r.get("guard_passed") is None:
         return "-"
     verdict = "pass" if r["guard_passed"] else "FAIL"
+    if r.get("guard_weights") == "random":  # judged on random weights: decides nothing
+        verdict += " on random weights"
     if "checkpoint" in g:
         return f"{verdict} (ckpt)"
     if g.get("median_px") is None:

@@ -43,6 +43,9 @@ class PerfConfig:
     workdir: str = str(Path.home() / ".cache" / "fusepose" / "perf")
     weights: dict[str, str] = field(default_factory=dict)
     int8_checkpoint: str | None = None
+    # DIR of trained guard checkpoints (DIR/MODEL/best.pth, trained where missing): every
+    # model's verdicts on trained weights (fusepose.experiments.perf_checkpoints)
+    checkpoints: str | None = None
     peers: dict[str, str] = field(default_factory=dict)
     seed: int = 0
     # issue 22: every row's MAC-bound time (dense rates measured in the run); N single-thread
@@ -79,11 +82,14 @@ class Row:
     weights: str = ""
     guard: dict[str, Any] | None = None
     guard_passed: bool | None = None
+    # "checkpoint": the verdict was judged on trained weights; "random": on random weights
+    # (such a row never decides ``best``; ``fusepose perf --checkpoints DIR``)
+    guard_weights: str = "random"
 
     @property
     def label(self) -> str:
         prec = "" if self.precision == "fp32" else " " + self.precision
-        scope = " whole" if self.int8_scope == "whole" else ""
+        scope = f" {self.int8_scope}" if self.int8_scope in ("whole", "nncf") else ""
         return f"{self.model} [{self.backend}{prec}{scope}]"
 
 
@@ -95,7 +101,8 @@ def _guard_images(path: Path) -> list[Path]:
 def row_guards(rows: list[Row], predictors: Sequence[Any], images: Sequence[Path]) -> None:
     """Each row's accuracy guard (:func:`fusepose.inference.guard.guard`): its decoded people on
     ``images`` (network outputs, whole-image boxes, no score threshold) against its model's fp32
-    reference row (ONNX Runtime, else PyTorch). Sets ``row.guard`` and ``row.guard_passed``."""
+    reference row (ONNX Runtime, else PyTorch, else the first fp32 row). Sets ``row.guard`` and
+    ``row.guard_passed``."""
     decoded: dict[int, list[PoseResult]] = {}
 
     def people(i: int) -> list[PoseResult]:
@@ -114,9 +121,11 @@ def row_guards(rows: list[Row], predictors: Sequence[Any], images: Sequence[Path
             continue
         ref = next((j for j, r in enumerate(rows) if r.model == row.model and r.precision == "fp32"
                     and r.backend == "onnx"), None)  # fmt: skip
-        if ref is None:
-            ref = next(j for j, r in enumerate(rows) if r.model == row.model
-                       and r.precision == "fp32" and r.backend == "torch")  # fmt: skip
+        if ref is None:  # else PyTorch fp32, else any fp32 row (e.g. --backends openvino)
+            fp32 = [j for j, r in enumerate(rows) if r.model == row.model and r.precision == "fp32"]
+            ref = next((j for j in fp32 if rows[j].backend == "torch"), fp32[0] if fp32 else None)
+        if ref is None:  # no fp32 row of this model to judge against
+            continue
         if ref == i:
             row.guard, row.guard_passed = {"reference": True, "passed": True}, True
             continue
@@ -149,11 +158,13 @@ def checkpoint_guards(rows: list[Row], section: dict[str, Any]) -> None:
 
 
 def best_paths(rows: list[Row], models: Sequence[str], baseline: str) -> dict[str, Any]:
-    """Per model the fastest row (end to end) whose guard passed, and for each model its
-    speed-up against the baseline's fp32 ONNX Runtime row and against the baseline's best."""
+    """Per model the fastest row (end to end) whose guard passed on trained weights
+    (``guard_weights == "checkpoint"``), and for each model its speed-up against the
+    baseline's fp32 ONNX Runtime row and against the baseline's best."""
     out: dict[str, Any] = {}
     for name in models:
-        ok = [r for r in rows if r.model == name and r.guard_passed and r.total_ms > 0]
+        ok = [r for r in rows if r.model == name and r.guard_passed and r.total_ms > 0
+              and r.guard_weights == "checkpoint"]  # fmt: skip
         if ok:
             b = min(ok, key=lambda r: r.total_ms)
             out[name] = {"label": b.label, "total_ms": b.total_ms, "network_ms": b.network_ms}

@@ -43,6 +43,15 @@ from fusepose.data.io import read_image
 from fusepose.description import default_description_for
 from fusepose.errors import ConfigError, DataError
 from fusepose.evaluation.compare import match_keypoint_error, matched_keypoint_distances
+from fusepose.experiments.perf_checkpoints import (
+    NNCF_SCOPE,
+    checkpoint_sections,
+    judge_rows,
+    nncf_variant,
+    perf_checkpoints,
+    timed_on_checkpoints,
+    weights_overrides,
+)
 from fusepose.experiments.perf_report import to_markdown, write_outputs
 from fusepose.experiments.perf_rows import (
     DEFAULT_MODELS,
@@ -110,7 +119,7 @@ def _build(name: str, cfg: PerfConfig, image: np.ndarray):
     on the benchmark image), eval mode; and which weights it has."""
     torch.manual_seed(cfg.seed)
     try:
-        model = create_model(name)
+        model = create_model(name, **weights_overrides(cfg.weights.get(name)))
     except KeyError as e:
         raise ConfigError(str(e.args[0])) from None
     if name in cfg.weights:
@@ -186,6 +195,8 @@ class _Session:
     built: dict[str, dict[str, Any]] = field(default_factory=dict)
     skipped: list[dict[str, str]] = field(default_factory=list)
     int8_info: dict[str, Any] = field(default_factory=dict)
+    checkpoints: dict[str, Path] = field(default_factory=dict)  # model -> trained guard ckpt
+    nncf: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> NNCF IR report
 
     @property
     def use_gt(self) -> bool:
@@ -239,6 +250,11 @@ def _variants(s: _Session, name: str, onnx_path: Path | None, eager: Any, hw: tu
                 s.int8_info.setdefault(name, {})[scope] = {"calibration": calib,
                                                            "path": str(q_path)}  # fmt: skip
                 variants.append((backend, prec, scope, q_path))
+            if backend == "openvino" and name in s.checkpoints:  # NNCF's accuracy control
+                s.say(f"INT8 {name} (NNCF, accuracy control on the checkpoint)")
+                q_path = nncf_variant(name, s.checkpoints[name], hw, s.workdir, cfg.threads,
+                                      s.nncf, s.skipped)  # fmt: skip
+                variants += [(backend, prec, NNCF_SCOPE, q_path)] if q_path else []
     return variants
 
 
@@ -249,7 +265,7 @@ def _add_model(s: _Session, name: str) -> None:
     model, weights = _build(name, cfg, s.image)
     hw = model_input_hw(model, cfg)
     desc = _description(model, hw)
-    comp = measure_registered(name, [hw])[hw]
+    comp = measure_registered(name, [hw], **weights_overrides(cfg.weights.get(name)))[hw]
     fast = optimize_for_inference(model)
     eager = optimize_for_inference(model, channels_last=True)
     eager.info = model.info
@@ -307,6 +323,9 @@ def _guards(s: _Session, out: dict[str, Any]) -> None:
             info.update(weights=row.weights, guard=row.guard)
     if s.int8_info:
         out["int8"] = s.int8_info
+    sections = checkpoint_sections(s.checkpoints, s.workdir, cfg.threads)
+    if sections:
+        out["checkpoints"] = sections
     if cfg.int8_checkpoint:
         s.say(f"AP of every path with {cfg.int8_checkpoint}")
         img0 = default_image()
@@ -316,6 +335,8 @@ def _guards(s: _Session, out: dict[str, Any]) -> None:
         out["int8_checkpoint"] = int8_checkpoint_ap(cfg.int8_checkpoint, ann, s.workdir,
                                                     threads=cfg.threads)  # fmt: skip
         checkpoint_guards(s.rows, out["int8_checkpoint"])
+    given = [out["int8_checkpoint"]] if cfg.int8_checkpoint else []
+    judge_rows(s.rows, [*sections.values(), *given], s.nncf)
 
 
 def run_perf(cfg: PerfConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -325,6 +346,8 @@ def run_perf(cfg: PerfConfig, progress: Callable[[str], None] | None = None) -> 
     say = progress or (lambda msg: logger.info("%s", msg))
     s = _session(cfg, say)
     models = list(dict.fromkeys([*cfg.models, cfg.baseline] if cfg.baseline else cfg.models))
+    s.checkpoints = perf_checkpoints(cfg.checkpoints, models)
+    s.cfg = cfg = timed_on_checkpoints(cfg, s.checkpoints)
     for name in track(models, desc="perf: models", unit="models"):
         _add_model(s, name)
     _time_rows(s)

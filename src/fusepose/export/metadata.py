@@ -19,6 +19,11 @@ values are stored as text, structured ones as JSON. Keys (all prefixed ``fusepos
   skeleton, codec, test settings, validation result): the same object a checkpoint carries.
   Files exported before it existed are described from the keys above
   (:func:`description_from_metadata`).
+- ``int8`` (INT8 files made with accuracy control, :mod:`fusepose.export.nncf_int8`): JSON of
+  how it was quantized and what stayed in float.
+
+An OpenVINO IR (``FILE.xml``) carries the same keys in its runtime info
+(:mod:`fusepose.export.ir`); :func:`read_metadata` and :func:`read_description` read both.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from typing import Any
 
 from fusepose.description import MAX_KEYPOINTS, ModelDescription, TestSettings
 from fusepose.errors import CheckpointError, ConfigError, FusePoseError
+from fusepose.export.ir import IR_SUFFIX, read_ir
 from fusepose.family import Family, get_family
 from fusepose.files import dumps_json
 from fusepose.geometry import IMAGENET_MEAN, IMAGENET_STD, InputGeometry
@@ -41,7 +47,7 @@ PREFIX = "fusepose."
 FORMAT_VERSION = "2"
 
 _JSON_KEYS = ("keypoint_names", "flip_index", "input", "outputs", "codec", "preprocess",
-              "input_size", "description")  # fmt: skip
+              "input_size", "description", "int8")  # fmt: skip
 
 
 def output_spec(
@@ -110,7 +116,8 @@ def parse_metadata(props: dict[str, str], source: str = "<onnx>") -> dict[str, A
             out[k] = value
     if not out:
         raise CheckpointError(
-            f"{source}: no fusepose metadata in the ONNX file (export it with `fusepose export`)"
+            f"{source}: no fusepose metadata in the exported file (export it with `fusepose "
+            "export`)"
         )
     try:  # metadata from elsewhere is data: typed and range-checked
         version = check_number(_number(out.get("format_version", "1")), "format_version", 1,
@@ -171,7 +178,9 @@ def read_onnx(path: Path) -> tuple[dict[str, str], Outputs]:
 
 # Exported-file readers by suffix: ``reader(path) -> (metadata props, outputs)``; another
 # format (e.g. OpenVINO IR) is one more function here, and gets every check below.
-READERS: dict[str, Callable[[Path], tuple[dict[str, str], Outputs]]] = {".onnx": read_onnx}
+READERS: dict[str, Callable[[Path], tuple[dict[str, str], Outputs]]] = {
+    ".onnx": read_onnx, IR_SUFFIX: read_ir,
+}
 
 
 def _read(path: str | Path) -> tuple[dict[str, str], Outputs]:

@@ -6,11 +6,14 @@
 (:mod:`fusepose.export.metadata`): the model's :class:`~fusepose.description.ModelDescription`
 and the decoding keys, so ``Predictor(backend="onnx")`` (or any user) runs and decodes it the
 way the checkpoint was validated. ``compare_onnx`` runs both runtimes on the same inputs.
+A ``.xml`` path writes an OpenVINO IR instead: the ONNX export converted by OpenVINO, with the
+same metadata (:mod:`fusepose.export.ir`); ``compare_onnx`` then runs OpenVINO (f32).
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ from torch import nn
 from fusepose.codecs.pipelines import build_codec
 from fusepose.description import ModelDescription, default_description_for
 from fusepose.errors import ConfigError
+from fusepose.export.ir import is_ir, onnx_to_ir
 from fusepose.export.metadata import build_metadata, write_metadata
 from fusepose.export.onnx import export_onnx
 from fusepose.files import atomic_path, json_safe
@@ -60,6 +64,7 @@ def export_model(
     batch: int = 1,
 ) -> dict[str, str]:
     """Export ``model`` (with ``.info``) to ``path`` and write its metadata; returns it.
+    ``path`` ``FILE.xml``: an OpenVINO IR of the same export.
 
     desc: the model's description (a checkpoint's, from ``fusepose.modelfile.load_model``);
         default: the registered defaults of ``model.info``.
@@ -87,6 +92,14 @@ def export_model(
                         "short-side resize needs --dynamic)", info.name, h, w)  # fmt: skip
         desc = desc.replace(geometry=desc.family.fixed_geometry((h, w)))
     path = Path(path)
+    if is_ir(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".export-", dir=path.parent) as tmp:
+            onnx_path = Path(tmp) / f"{path.stem}.onnx"
+            props = export_model(model, onnx_path, (h, w), desc=desc, opset=opset,
+                                 dynamic=dynamic, batch=batch)  # fmt: skip
+            onnx_to_ir(onnx_path, path)
+        return props
     names = output_names(fam)
     in_shape: list[Any] = [
         "B" if dynamic else batch, 3, "H" if dynamic is True else h, "W" if dynamic is True else w
@@ -121,12 +134,14 @@ def compare_onnx(
     num_threads: int | None = None,
     inputs: list[np.ndarray] | None = None,
 ) -> dict[str, float]:
-    """ONNX Runtime against PyTorch on the same inputs: the largest absolute difference over
-    all outputs, the same relative to the outputs' magnitude, and the outputs' spread.
+    """ONNX Runtime (OpenVINO for an IR ``.xml``) against PyTorch on the same inputs: the
+    largest absolute difference over all outputs, the same relative to the outputs'
+    magnitude, and the outputs' spread.
 
     inputs: ``(B, 3, H, W)`` float32 network inputs (default one random normal input). Returns
     ``{"max_abs", "max_rel", "ref_std", "ref_max_abs"}``; ``max_rel = max_abs / max |ref|``.
     """
+    from fusepose.export.openvino_runtime import OpenVinoRunner
     from fusepose.export.runtime import OnnxRunner
 
     if inputs is None:
@@ -134,7 +149,10 @@ def compare_onnx(
         inputs = [torch.randn(batch, 3, *input_hw, generator=g).numpy()]
     wrapper = InferenceWrapper(model).eval()
     device = next(model.parameters()).device
-    runner = OnnxRunner(path, num_threads=num_threads)
+    if is_ir(path):
+        runner = OpenVinoRunner(path, num_threads=num_threads)
+    else:
+        runner = OnnxRunner(path, num_threads=num_threads)
     max_abs, ref_max, ref_std = 0.0, 0.0, 0.0
     for x in inputs:
         with torch.inference_mode():

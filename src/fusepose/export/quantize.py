@@ -170,13 +170,7 @@ def quantize_int8(
     metadata of the fp32 file is copied. Returns ``int8_path``.
     """
     import onnx
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
+    from onnxruntime.quantization import quantize_static
 
     fp32_path, int8_path = Path(fp32_path), Path(int8_path)
     if not fp32_path.is_file():
@@ -184,6 +178,83 @@ def quantize_int8(
     cache = Path(calibration_cache) if calibration_cache is not None else None
     if not inputs and not (cache is not None and cache.is_file()):
         raise ConfigError("quantize_int8: no calibration inputs")
+    enums = _ort_enums(method, activation_type, weight_type, quant_format)
+    model_proto = onnx.load(str(fp32_path))
+    inits = {t.name for t in model_proto.graph.initializer}
+    input_name = next(i.name for i in model_proto.graph.input if i.name not in inits)
+    if reduce_range is None:
+        reduce_range = default_reduce_range()
+    scope, nodes, exclude = _node_selection(model_proto, scope, exclude_attention,
+                                            exclude_depthwise)  # fmt: skip
+    int8_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _prepared_copy(model_proto, int8_path.with_suffix(".prep.onnx"), preprocess)
+    # A scoped quantization needs the ranges of its own tensors only: collect them directly
+    # (seconds) instead of ORT's calibrator, which adds a ReduceMin / ReduceMax pair to every
+    # tensor of the graph (minutes on L-MFNet at 512). Same MinMax statistics. The whole graph
+    # the same way: every node's float tensors fetched directly, one input at a time.
+    scoped_cache = None
+    calib_options = any(k.startswith(("Calib", "SmoothQuant")) for k in (extra_options or {}))
+    if method == "minmax" and cache is None and inputs and not calib_options:
+        scoped_cache = cache = int8_path.with_suffix(".calib.json")
+        calibrated = set(nodes) if nodes else {n.name for n in model_proto.graph.node}
+        _scoped_minmax_cache(tmp, calibrated, inputs, input_name, scoped_cache)
+    try:
+        quantize_static(
+            str(tmp), str(int8_path),
+            _reader(inputs, input_name) if inputs and scoped_cache is None else None,
+            per_channel=per_channel, reduce_range=reduce_range,
+            op_types_to_quantize=list(op_types) if op_types else None, nodes_to_quantize=nodes,
+            nodes_to_exclude=exclude, extra_options=dict(extra_options or {}),
+            calibration_cache_path=str(cache) if cache is not None else None, **enums,
+        )  # fmt: skip
+    finally:
+        for f in (tmp, scoped_cache):
+            if f is not None and f.exists():
+                f.unlink()
+    _copy_metadata(model_proto, int8_path)
+    logger.info(
+        "wrote %s (INT8 %s, scope %s, %d calibration inputs)",
+        int8_path, quant_format, scope or "whole graph", len(inputs),
+    )  # fmt: skip
+    return int8_path
+
+
+def _prepared_copy(model_proto: Any, path: Path, preprocess: bool) -> Path:
+    """Save the model to quantize at ``path``: Identity-fed initializers inlined (in place,
+    :func:`inline_identity_initializers`), then ``quant_pre_process`` when ``preprocess``."""
+    import onnx
+
+    n_inlined = inline_identity_initializers(model_proto)
+    onnx.save(model_proto, str(path))
+    logger.debug("inlined %d Identity-fed initializers", n_inlined)
+    if preprocess:
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        quant_pre_process(str(path), str(path), skip_symbolic_shape=True)
+    return path
+
+
+def _reader(inputs: Sequence[np.ndarray], input_name: str) -> Any:
+    """An ONNX Runtime ``CalibrationDataReader`` over ``inputs``."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it = iter(list(inputs))
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            x = next(self._it, None)
+            return None if x is None else {input_name: np.ascontiguousarray(x, np.float32)}
+
+    return _Reader()
+
+
+def _ort_enums(method: str, activation_type: str, weight_type: str,
+               quant_format: str) -> dict[str, Any]:  # fmt: skip
+    """``quantize_static``'s enum arguments of the string options (ConfigError, one line, for
+    a value it does not know)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
+
     methods = {
         "minmax": CalibrationMethod.MinMax,
         "entropy": CalibrationMethod.Entropy,
@@ -198,27 +269,21 @@ def quantize_int8(
                                   ("quant_format", quant_format, formats)):  # fmt: skip
         if value not in allowed:
             raise ConfigError(f"{label} {value!r}: use one of {sorted(allowed)}")
-    model_proto = onnx.load(str(fp32_path))
-    input_name = next(
-        i.name
-        for i in model_proto.graph.input
-        if i.name not in {t.name for t in model_proto.graph.initializer}
-    )
+    return {"calibrate_method": methods[method], "activation_type": types[activation_type],
+            "weight_type": types[weight_type], "quant_format": formats[quant_format]}  # fmt: skip
+
+
+def _node_selection(
+    model_proto: Any, scope: str | None, exclude_attention: bool, exclude_depthwise: bool
+) -> tuple[str | None, list[str] | None, list[str]]:
+    """``(scope, nodes to quantize (None: all), nodes to exclude)`` of :func:`quantize_int8`'s
+    ``scope`` ("auto": the model's :data:`INT8_SCOPES` entry; "whole" or None: everything) /
+    ``exclude_attention`` / ``exclude_depthwise``."""
     if scope == "auto":
         meta = {p.key: p.value for p in model_proto.metadata_props}
         scope = int8_scope(meta.get("fusepose.model_name"))
     elif scope == "whole":
         scope = None
-    if reduce_range is None:
-        reduce_range = default_reduce_range()
-
-    class _Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self._it = iter(list(inputs))
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            x = next(self._it, None)
-            return None if x is None else {input_name: np.ascontiguousarray(x, np.float32)}
 
     def _grouped(node: Any) -> bool:
         return node.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in node.attribute)
@@ -232,54 +297,7 @@ def quantize_int8(
     nodes = [n.name for n in model_proto.graph.node if scope in n.name] if scope else None
     if scope and not nodes:
         raise ConfigError(f"quantize_int8: no node name contains {scope!r}")
-    int8_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = int8_path.with_suffix(".prep.onnx")
-    n_inlined = inline_identity_initializers(model_proto)
-    onnx.save(model_proto, str(tmp))
-    logger.debug("inlined %d Identity-fed initializers", n_inlined)
-    src = tmp
-    if preprocess:
-        from onnxruntime.quantization.shape_inference import quant_pre_process
-
-        quant_pre_process(str(tmp), str(tmp), skip_symbolic_shape=True)
-    # A scoped quantization needs the ranges of its own tensors only: collect them directly
-    # (seconds) instead of ORT's calibrator, which adds a ReduceMin / ReduceMax pair to every
-    # tensor of the graph (minutes on L-MFNet at 512). Same MinMax statistics. The whole graph
-    # the same way: every node's float tensors fetched directly, one input at a time.
-    scoped_cache = None
-    calib_options = any(k.startswith(("Calib", "SmoothQuant")) for k in (extra_options or {}))
-    if method == "minmax" and cache is None and inputs and not calib_options:
-        scoped_cache = int8_path.with_suffix(".calib.json")
-        calibrated = set(nodes) if nodes else {n.name for n in model_proto.graph.node}
-        _scoped_minmax_cache(tmp, calibrated, inputs, input_name, scoped_cache)
-        cache = scoped_cache
-    try:
-        quantize_static(
-            str(src),
-            str(int8_path),
-            _Reader() if inputs and scoped_cache is None else None,
-            quant_format=formats[quant_format],
-            activation_type=types[activation_type],
-            weight_type=types[weight_type],
-            per_channel=per_channel,
-            reduce_range=reduce_range,
-            op_types_to_quantize=list(op_types) if op_types else None,
-            nodes_to_quantize=nodes,
-            calibrate_method=methods[method],
-            nodes_to_exclude=exclude,
-            extra_options=dict(extra_options or {}),
-            calibration_cache_path=str(cache) if cache is not None else None,
-        )
-    finally:
-        for f in (tmp, scoped_cache):
-            if f is not None and f.exists():
-                f.unlink()
-    _copy_metadata(model_proto, int8_path)
-    logger.info(
-        "wrote %s (INT8 %s, scope %s, %d calibration inputs)",
-        int8_path, quant_format, scope or "whole graph", len(inputs),
-    )  # fmt: skip
-    return int8_path
+    return scope, nodes, exclude
 
 
 def _scoped_minmax_cache(

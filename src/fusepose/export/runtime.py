@@ -10,6 +10,7 @@ import numpy as np
 
 from fusepose.description import Described, ModelDescription
 from fusepose.errors import CheckpointError
+from fusepose.export.ir import ir_op_types, is_ir
 from fusepose.export.metadata import description_from_metadata, parse_metadata
 
 logger = logging.getLogger(__name__)
@@ -89,7 +90,10 @@ class ExportedNetwork(Described):
 
 
 def is_quantized(path: str | Path) -> bool:
-    """Whether an ONNX file holds INT8 nodes (QDQ pairs or QLinear / integer operators)."""
+    """Whether an ONNX file holds INT8 nodes (QDQ pairs or QLinear / integer operators), or
+    an OpenVINO IR ``FakeQuantize`` layers."""
+    if is_ir(path):
+        return "FakeQuantize" in ir_op_types(path)
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph

@@ -14,7 +14,10 @@ for all. What runs where:
 | openvino | f32 hint | bf16 hint (needs the CPU plugin's BF16) | the same INT8 QDQ file |
 
 INT8 files are made from the fp32 ONNX file on first use (calibrated on the ``calibration``
-images through the model's own pipeline) and cached in ``~/.cache/fusepose/int8``.
+images through the model's own pipeline) and cached in ``~/.cache/fusepose/int8``. An OpenVINO
+IR (``.xml``, :mod:`fusepose.export.ir`) runs on the openvino backend only; its INT8 version is
+made once by ``fusepose export --format openvino --int8`` (NNCF with accuracy control,
+:mod:`fusepose.inference.int8_export`).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from fusepose.cpu import unavailable_bf16
 from fusepose.data.io import read_image
 from fusepose.data.synth import synthetic_image
 from fusepose.errors import ConfigError
+from fusepose.export.ir import is_ir
 from fusepose.export.openvino_runtime import OpenVinoRunner, openvino_unavailable
 from fusepose.export.quantize import int8_scope, quantize_cached
 from fusepose.export.runtime import OnnxRunner, is_quantized
@@ -153,6 +157,11 @@ def make_network(
             raise ConfigError(f"--backend {path.backend} needs an .onnx file")
         onnx_file = exported_file(module, desc, cache_dir and Path(cache_dir) / "exports")
     onnx_file = Path(onnx_file)
+    if is_ir(onnx_file) and path.backend != "openvino":
+        raise ConfigError(f"{onnx_file}: an OpenVINO IR runs on --backend openvino only")
+    if path.precision == "int8" and is_ir(onnx_file) and not is_quantized(onnx_file):
+        raise ConfigError(f"{onnx_file}: an fp32 IR; write its INT8 IR with `fusepose export "
+                          "--format openvino --int8`")  # fmt: skip
     if path.precision == "int8" and not is_quantized(onnx_file):
         if pipeline is None:
             raise ConfigError("int8: calibration needs the model's pipeline")

@@ -41,6 +41,7 @@ from fusepose.data.io import read_image
 from fusepose.description import Described, ModelDescription, default_description_for
 from fusepose.errors import CheckpointError, ConfigError, DataError
 from fusepose.evaluation.nms import oks_nms
+from fusepose.export.ir import EXPORT_SUFFIXES, is_exported, is_ir
 from fusepose.export.metadata import read_description
 from fusepose.export.runtime import ExportedNetwork, is_quantized
 from fusepose.geometry import InputGeometry
@@ -157,7 +158,7 @@ class Predictor(Described):
     def _load(self, model: Any, name: str | None, path: Path | None, allow_random: bool):
         """What to load: ``(module or None, stored description, random weights?)``; an ONNX
         file has no module (its network is built by :meth:`_build_network`)."""
-        if path is not None and path.suffix.lower() == ".onnx":
+        if path is not None and is_exported(path):
             desc = read_description(path)
             if name and desc.model and name != desc.model:
                 raise CheckpointError(f"{path}: exported from {desc.model!r}, not {name!r}")
@@ -172,7 +173,7 @@ class Predictor(Described):
         self.model: torch.nn.Module | None = None
         self.runner: ExportedNetwork | None = None
         self.network: TorchNetwork | None = None
-        onnx_file = path if path is not None and path.suffix.lower() == ".onnx" else None
+        onnx_file = path if path is not None and is_exported(path) else None
         build = dict(module=module, onnx_file=onnx_file, desc=self.description,
                      pipeline=self.pipeline, threads=run.num_threads, device=self.device,
                      calibration=run.calibration)  # fmt: skip
@@ -259,6 +260,12 @@ class Predictor(Described):
         """Rebuild the pipeline with codec parameters replaced (e.g. ``refine=False``)."""
         self.pipeline = build_pipeline(self.description, batch_size=self.pipeline_batch,
                                        **{**self._codec_kwargs, **overrides})  # fmt: skip
+
+    def replace_network(self, network: ExportedNetwork) -> None:
+        """Run ``network`` (the same model's outputs and input size, e.g. a candidate INT8
+        network during accuracy control) instead of the current one."""
+        self.runner, self._net = network, network
+        self.precision = network.precision
 
     # -------------------------------------------------------------- what it is
     @property
@@ -435,7 +442,7 @@ def _what_to_load(model: Any, weights: Any, onnx_path: Any, backend: str | None)
     if isinstance(model, str | Path) and not isinstance(model, bool):
         text = str(model)
         if (
-            Path(text).suffix.lower() in (".onnx", ".pth", ".pt", ".ckpt", ".bin")
+            Path(text).suffix.lower() in (*EXPORT_SUFFIXES, ".pth", ".pt", ".ckpt", ".bin")
             or Path(text).is_file()
         ):
             path = Path(text)
@@ -448,10 +455,14 @@ def _what_to_load(model: Any, weights: Any, onnx_path: Any, backend: str | None)
         path = Path(file)
     if backend == "auto":
         return name, path, "auto"
-    if path is not None and path.suffix.lower() == ".onnx":
+    if path is not None and is_ir(path):
+        if backend in ("torch", "onnx"):
+            raise ConfigError(f"{path}: an OpenVINO IR runs on backend 'openvino' only, not {backend!r}")
+        return name, path, "openvino"
+    if path is not None and is_exported(path):
         if backend == "torch":
             raise ConfigError(f"{path}: an ONNX file needs backend 'onnx' or 'openvino'")
         return name, path, backend or "onnx"
     if backend in ("onnx", "openvino"):
-        raise ConfigError(f"backend {backend!r} needs an .onnx file (see `fusepose export`)")
+        raise ConfigError(f"backend {backend!r} needs an .onnx file{' or an OpenVINO .xml' if backend == 'openvino' else ''} (see `fusepose export`)")
     return name, path, "torch"
