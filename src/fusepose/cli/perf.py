@@ -92,27 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MODEL",
         help="models that also get an INT8 row (none: --int8 with no name)",
     )
-    parser.add_argument(
-        "--weights",
-        nargs="*",
-        default=[],
-        metavar="MODEL=FILE",
-        help="checkpoints per model (default random weights)",
-    )
-    parser.add_argument(
-        "--int8-checkpoint",
-        metavar="FILE",
-        help="trained bottom-up checkpoint: COCO AP of every path (fp32, INT8, OpenVINO, bf16) "
-        "on the shared COCO samples; its verdict is the guard of that model's rows",
-    )
-    parser.add_argument(
-        "--checkpoints",
-        metavar="DIR",
-        help="trained guard checkpoints DIR/MODEL/best.pth (each model's small overfit recipe "
-        "on the COCO samples, trained where missing, reused where present): every model's "
-        "verdicts on trained weights, and an OpenVINO INT8 row by NNCF's accuracy control for "
-        "the --int8 models; without it, verdicts on random weights decide no fastest path",
-    )
+    _add_weight_arguments(parser)
     parser.add_argument(
         "--raw-torch", action="store_true", help="add eager rows of the unmodified modules"
     )
@@ -145,6 +125,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", metavar="FILE", help="write the full result here")
     parser.add_argument("--markdown", metavar="FILE", help="write the markdown tables here")
+
+
+def _add_weight_arguments(parser: argparse.ArgumentParser) -> None:
+    """What the rows run with and are judged on: checkpoints per model, the guard's data."""
+    parser.add_argument(
+        "--weights",
+        nargs="*",
+        default=[],
+        metavar="MODEL=FILE",
+        help="checkpoints per model (default random weights)",
+    )
+    parser.add_argument(
+        "--int8-checkpoint",
+        metavar="FILE",
+        help="trained bottom-up checkpoint: COCO AP of every path (fp32, INT8, OpenVINO, bf16) "
+        "on the shared COCO samples; its verdict is the guard of that model's rows",
+    )
+    parser.add_argument(
+        "--checkpoints",
+        metavar="DIR",
+        help="trained guard checkpoints DIR/MODEL/best.pth (each model's small overfit recipe "
+        "on the COCO samples, trained where missing, reused where present): every model's "
+        "verdicts on trained weights, and an OpenVINO INT8 row by NNCF's accuracy control for "
+        "the --int8 models; without it, verdicts on random weights decide no fastest path",
+    )
 
 
 def _pairs(items: list[str], flag: str, form: str) -> dict[str, str]:
