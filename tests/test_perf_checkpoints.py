@@ -55,11 +55,13 @@ def test_checkpoint_verdicts_decide_and_random_rows_decide_nothing(tiny_lmfnet):
 
 
 @pytest.mark.slow  # about 40 s on a shared 2-core CPU (the checkpoint's COCO section: 8 paths)
-def test_perf_with_checkpoints_dir_judges_on_it(tiny_lmfnet, tmp_path):
+@pytest.mark.parametrize("time_checkpoints", [False, True], ids=["registered", "checkpoints"])
+def test_perf_with_checkpoints_dir_judges_on_it(tiny_lmfnet, tmp_path, time_checkpoints):
     """``run_perf`` with ``checkpoints``: the checkpoint found in DIR/test_lmfnet/best.pth is
     reused (not retrained: same bytes), its COCO section is in the JSON and decides every
     test_lmfnet row; test_sfm (no checkpoint, no recipe) stays on random weights, gets no
-    ``best``, and the markdown says both."""
+    ``best``, and the markdown says both. The rows time the registered architecture (random
+    weights) by default, the checkpoint's own network with ``time_checkpoints``."""
     ck = tmp_path / "ck" / "test_lmfnet"
     ck.mkdir(parents=True)
     shutil.copy(tiny_lmfnet, ck / "best.pth")
@@ -68,7 +70,8 @@ def test_perf_with_checkpoints_dir_judges_on_it(tiny_lmfnet, tmp_path):
                      backends=("onnx", "torch"), precisions=("fp32",), input_size=(64, 96), runs=2,
                      warmup=0, threads=1, int8=(), flip_section=False, threads_section=False,
                      peak_section=False, workdir=str(tmp_path / "work"),
-                     checkpoints=str(tmp_path / "ck"))  # fmt: skip
+                     checkpoints=str(tmp_path / "ck"),
+                     time_checkpoints=time_checkpoints)  # fmt: skip
     res = run_perf(cfg)
     assert (ck / "best.pth").read_bytes() == before
     assert Path(res["checkpoints"]["test_lmfnet"]["checkpoint"]) == ck / "best.pth"
@@ -80,9 +83,10 @@ def test_perf_with_checkpoints_dir_judges_on_it(tiny_lmfnet, tmp_path):
         "test_sfm [torch]": "random",
     }
     assert set(res["best"]) == {"test_lmfnet"}
-    # the rows time the network that was judged: the checkpoint's weights, not random ones
+    # what the rows time: the checkpoint's network when asked, else the registered one
     kinds = {r["label"]: r["weights"].split()[0] for r in res["rows"]}
-    assert kinds["test_lmfnet [onnx]"] == "checkpoint" and kinds["test_sfm [onnx]"] == "random"
+    assert kinds["test_lmfnet [onnx]"] == ("checkpoint" if time_checkpoints else "random")
+    assert kinds["test_sfm [onnx]"] == "random"
     md = to_markdown(res)
     assert "pass on random weights" in md and "No fastest path decided for test_sfm" in md
 
@@ -111,7 +115,7 @@ def test_perf_nncf_row_on_the_trained_lmfnet_passes_its_guard(overfit_lmfnet, tm
                      precisions=("fp32", "int8"), input_size=(256, 384), runs=2, warmup=1,
                      int8=("lmfnet",), flip_section=False, threads_section=False,
                      peak_section=False, workdir=str(tmp_path / "work"),
-                     checkpoints=str(tmp_path / "ck"))  # fmt: skip
+                     checkpoints=str(tmp_path / "ck"), time_checkpoints=True)  # fmt: skip
     res = run_perf(cfg)
     row = next(r for r in res["rows"] if r["int8_scope"] == NNCF_SCOPE)
     g = row["guard"]["checkpoint"]

@@ -32,6 +32,7 @@ __all__ = ["GUARD_RECIPES", "check_guard_checkpoint", "ensure_checkpoints", "gua
 # Measured on this project's 2-core CPUs: see each config's header.
 GUARD_RECIPES: dict[str, str] = {
     "lmfnet": "lmfnet_coco4-256_1xb4-150e",
+    "lmfnet_deploy": "lmfnet_deploy_coco4-256_1xb4-150e",
     "higherhrnet_w32": "higherhrnet_w32_coco4-128_1xb4-150e",
     "sfm_coco": "sfm_coco4-128x96_1xb4-160e",
 }

@@ -15,8 +15,11 @@ accuracy guard; ``--peer NAME=FILE.onnx`` times another ONNX model's network bes
 Accuracy verdicts on random weights decide nothing: ``--checkpoints DIR`` judges every model on
 its trained checkpoint ``DIR/MODEL/best.pth`` (the small overfit recipe of
 ``fusepose.benchmark.checkpoints.GUARD_RECIPES``, trained where missing, reused after a check
-where present) and adds the OpenVINO INT8 row of NNCF's accuracy control for the ``--int8``
-models; each JSON row says ``guard_weights``: ``checkpoint`` or ``random``, and only the
+where present): each row of the registered architecture at the table's input takes the
+verdict its path (backend, precision, INT8 scope) got on the checkpoint. ``--time-checkpoints``
+times the checkpoints' own networks instead (a guard recipe may train a reduced variant at its
+own input) and adds the OpenVINO INT8 row of NNCF's accuracy control for the ``--int8``
+models. Each JSON row says ``guard_weights``: ``checkpoint`` or ``random``, and only the
 former decide the fastest path (``best``)::
 
     fusepose perf --checkpoints runs/guard --json perf.json
@@ -150,6 +153,13 @@ def _add_weight_arguments(parser: argparse.ArgumentParser) -> None:
         "verdicts on trained weights, and an OpenVINO INT8 row by NNCF's accuracy control for "
         "the --int8 models; without it, verdicts on random weights decide no fastest path",
     )
+    parser.add_argument(
+        "--time-checkpoints",
+        action="store_true",
+        help="with --checkpoints: time the checkpoints' own networks (their architecture "
+        "overrides and weights) and add the NNCF INT8 row, instead of timing the registered "
+        "architectures at --input with the checkpoints' verdicts",
+    )
 
 
 def _pairs(items: list[str], flag: str, form: str) -> dict[str, str]:
@@ -189,6 +199,7 @@ def run(args: argparse.Namespace) -> int:
         weights=weights,
         int8_checkpoint=args.int8_checkpoint,
         checkpoints=args.checkpoints,
+        time_checkpoints=args.time_checkpoints,
         mac_bound=not args.no_mac_bound,
         streams=args.streams,
     )

@@ -46,6 +46,10 @@ class PerfConfig:
     # DIR of trained guard checkpoints (DIR/MODEL/best.pth, trained where missing): every
     # model's verdicts on trained weights (fusepose.experiments.perf_checkpoints)
     checkpoints: str | None = None
+    # time the checkpoints' own networks (a guard recipe may train a reduced variant at its
+    # own input) instead of the registered architectures at the table's input, whose rows
+    # then take the verdicts their paths got on the trained checkpoints
+    time_checkpoints: bool = False
     peers: dict[str, str] = field(default_factory=dict)
     seed: int = 0
     # issue 22: every row's MAC-bound time (dense rates measured in the run); N single-thread

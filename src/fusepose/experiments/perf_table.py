@@ -250,7 +250,9 @@ def _variants(s: _Session, name: str, onnx_path: Path | None, eager: Any, hw: tu
                 s.int8_info.setdefault(name, {})[scope] = {"calibration": calib,
                                                            "path": str(q_path)}  # fmt: skip
                 variants.append((backend, prec, scope, q_path))
-            if backend == "openvino" and name in s.checkpoints:  # NNCF's accuracy control
+            if backend == "openvino" and name in s.checkpoints and cfg.time_checkpoints:
+                # NNCF's accuracy control makes the checkpoint's own INT8 network: a row of
+                # the table only where the table times the checkpoints' networks
                 s.say(f"INT8 {name} (NNCF, accuracy control on the checkpoint)")
                 q_path = nncf_variant(name, s.checkpoints[name], hw, s.workdir, cfg.threads,
                                       s.nncf, s.skipped)  # fmt: skip
@@ -347,7 +349,8 @@ def run_perf(cfg: PerfConfig, progress: Callable[[str], None] | None = None) -> 
     s = _session(cfg, say)
     models = list(dict.fromkeys([*cfg.models, cfg.baseline] if cfg.baseline else cfg.models))
     s.checkpoints = perf_checkpoints(cfg.checkpoints, models)
-    s.cfg = cfg = timed_on_checkpoints(cfg, s.checkpoints)
+    if cfg.time_checkpoints:
+        s.cfg = cfg = timed_on_checkpoints(cfg, s.checkpoints)
     for name in track(models, desc="perf: models", unit="models"):
         _add_model(s, name)
     _time_rows(s)
