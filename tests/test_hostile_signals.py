@@ -66,6 +66,30 @@ def test_a_kill_during_export_leaves_no_file_under_the_final_name(tiny, tmp_path
     assert all(p.name.startswith(".") for p in out.parent.iterdir())  # only a temporary name
     rc, _out, err = cli(["export", tiny["lm"], "-o", out], capsys)
     assert rc == 0 and _has_metadata(out), err
+    assert [p.name for p in out.parent.iterdir()] == [
+        "m.onnx"
+    ]  # the killed writer's temporary went
+
+
+def test_the_next_write_removes_a_dead_writers_temporaries_only(tmp_path):
+    """Temporaries carry their writer's process id: a complete write of ``r.json`` removes the
+    ones of a process that is gone, keeps a live writer's and those of another file."""
+    import os
+    import subprocess
+    import sys
+
+    from fusepose.files import write_text_atomic
+
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True).stdout)  # fmt: skip
+    orphan = tmp_path / f".r.json.{dead}.abc.tmp"
+    live = tmp_path / f".r.json.{os.getppid()}.def.tmp"
+    other = tmp_path / f".r.json.sha256.{dead}.ghi.tmp"
+    for p in (orphan, live, other):
+        p.write_text("half")
+    write_text_atomic(tmp_path / "r.json", "{}")
+    assert (tmp_path / "r.json").read_text() == "{}"
+    assert not orphan.exists() and live.exists() and other.exists()
 
 
 _AUTO = """
@@ -94,12 +118,11 @@ def test_a_kill_during_the_auto_cache_export_is_not_trusted_next_time(tiny, tmp_
 
     monkeypatch.setattr(backends, "CACHE", tmp_path / ".cache" / "fusepose")  # $HOME's, above
     exec(code, {})  # the next run, in this process
-    exports = [
-        p
-        for p in (tmp_path / ".cache" / "fusepose" / "exports").glob("*.onnx")
-        if not p.name.startswith(".")
-    ]  # (a temporary name may stay after a kill)
+    folder = tmp_path / ".cache" / "fusepose" / "exports"
+    exports = [p for p in folder.glob("*.onnx") if not p.name.startswith(".")]
     assert exports and all(_has_metadata(p) for p in exports), exports
+    # the killed writer's temporary went with the next complete write of the same entry
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]
     (report_file,) = auto.glob("*.json")
     rows = json.loads(report_file.read_text())["candidates"]
     assert [r["label"] for r in rows if "error" in r] == [], rows

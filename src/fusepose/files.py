@@ -4,7 +4,9 @@ full disk leaves the previous file (or none), never half of one.
 - :func:`atomic_write` / :func:`atomic_path`: the one way a file is written: a temporary
   name in the same folder, renamed over the final name once complete (what rsync and package
   managers do). The file gets the mode a plain ``open()`` would give it (the user's umask), or
-  keeps the mode of the file it replaces.
+  keeps the mode of the file it replaces. The temporary name carries the writer's process id,
+  so the temporaries of a writer that was killed (SIGKILL: no cleanup ran) are removed by the
+  next complete write of the same file, and a live writer's never are.
 - :func:`cached_file` / :func:`verified` / :func:`write_verified`: a cache entry made once,
   with a checksum beside it; an entry whose content does not match its checksum (a kill
   mid-write, an edit) is made again, never used.
@@ -17,6 +19,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import stat
 import tempfile
 import threading
@@ -91,7 +94,8 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
     ending (some writers pick the format from it)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=suffix,
+                                dir=path.parent)  # fmt: skip
     os.close(fd)
     tmp = Path(name)
     try:
@@ -105,7 +109,35 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    _remove_orphans(path)
     _fsync_dir(path.parent)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _remove_orphans(path: Path) -> None:
+    """Remove the temporaries of ``path`` (``.NAME.PID.*``) whose writer process is gone: what
+    a SIGKILL mid-write leaves. A process id reused by another live process keeps its file
+    (left for a later write, never a wrong removal)."""
+    # one dot more per level: a writer that writes through atomic_path into another's
+    # temporary (an export into a cache entry) leaves ``..NAME.PID.x.tmp.PID.y``
+    pattern = re.compile(rf"\.+{re.escape(path.name)}\.(\d+)\.[^/]+")
+    try:
+        names = [p for p in path.parent.iterdir() if p.name.startswith(".")]
+    except OSError:
+        return
+    for stale in names:
+        m = pattern.fullmatch(stale.name)
+        if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
+            stale.unlink(missing_ok=True)
 
 
 @contextmanager

@@ -121,8 +121,9 @@ def run(args: argparse.Namespace) -> int:
         to_export = optimize_for_inference(model)
         to_export.info = model.info
     out = Path(args.output)
-    with tempfile.TemporaryDirectory(prefix=".fp32-", dir=out.parent if out.parent.is_dir() else None) as tmp:
-        # --int8: the fp32 IR is checked, then quantized into --output
+    # --int8: the fp32 IR is checked, then quantized into --output; it is made in the system's
+    # temporary folder, so a killed export leaves nothing beside the user's files
+    with tempfile.TemporaryDirectory(prefix="fusepose-fp32-") as tmp:
         target = Path(tmp) / out.name if args.int8 else out
         try:
             export_model(to_export, target, hw, desc=desc, opset=args.opset, dynamic=dynamic)
