@@ -61,6 +61,16 @@ def test_bottom_up_decode_never_returns_nonfinite(out_q, out_h):
         assert np.isfinite(poses).all() and np.isfinite(scores).all()
 
 
+def test_bottom_up_scores_of_huge_finite_heatmaps_stay_finite():
+    """The case hypothesis found: every heatmap value 4.0e37 (finite float32), so each joint
+    scores 2.0e37 and a float32 sum over 17 joints overflows; the person's score is the mean."""
+    codec = AssociativeEmbeddingCodec(K, 32, flip_index=COCO17.flip_index)
+    q = np.zeros((2 * K, 8, 8), np.float32)
+    poses, scores = codec.decode(q, np.full((K, 16, 16), 4.003322e37, np.float32))
+    assert len(poses) == 1 and np.isfinite(poses).all()
+    assert scores[0] == pytest.approx(np.float32(4.003322e37) / 2, rel=1e-6)
+
+
 @FAST
 @given(arrays(np.float64, st.tuples(st.integers(0, 4), st.just(K), st.just(3)), elements=floats))
 def test_bottom_up_encode_takes_any_keypoints(kp):

@@ -328,7 +328,10 @@ class AssociativeEmbeddingCodec(KeypointCodec):
         )
         if self.do_adjust:
             people = adjust(people, heatmaps)
-        scores = people[:, :, 2].mean(axis=1) if len(people) else np.zeros(0, np.float32)
+        with np.errstate(over="ignore"):
+            scores = people[:, :, 2].mean(axis=1) if len(people) else np.zeros(0, np.float32)
+        if not np.isfinite(scores).all():  # finite joint scores near float32's max: the sum
+            scores = people[:, :, 2].mean(axis=1, dtype=np.float64)  # overflows, not the mean
         if self.do_refine and len(people):
             people = refine(people, heatmaps, tags)
         return people[:, :, :3].copy(), scores.astype(np.float32)
