@@ -87,11 +87,15 @@ def _fsync_dir(folder: Path) -> None:
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+def atomic_path(
+    path: str | os.PathLike, suffix: str = ".tmp", sweep: bool = True
+) -> Iterator[Path]:
     """A temporary path beside ``path`` for a writer that takes a file name (an exporter,
     ``savefig``); when the block ends without an exception the file is fsynced and renamed to
     ``path``, else removed. The parent folder is created. ``suffix``: the temporary name's
-    ending (some writers pick the format from it)."""
+    ending (some writers pick the format from it). ``sweep``: remove the temporaries of ``path``
+    that a killed writer left (one listing of the folder per write: off for writers of many
+    files into one folder, e.g. drawn frames, where it would cost a listing per frame)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=suffix,
@@ -109,7 +113,8 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _remove_orphans(path)
+    if sweep:
+        _remove_orphans(path)
     _fsync_dir(path.parent)
 
 
@@ -141,12 +146,12 @@ def _remove_orphans(path: Path) -> None:
 
 
 @contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]:
-    """``open(path, mode)`` through :func:`atomic_path`: ``mode`` ``"w"`` (UTF-8 text) or
-    ``"wb"``."""
+def atomic_write(path: str | os.PathLike, mode: str = "w", sweep: bool = True) -> Iterator[IO[Any]]:
+    """``open(path, mode)`` through :func:`atomic_path` (``sweep`` as there): ``mode`` ``"w"``
+    (UTF-8 text) or ``"wb"``."""
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write: mode {mode!r} is not 'w' or 'wb'")
-    with atomic_path(path) as tmp:
+    with atomic_path(path, sweep=sweep) as tmp:
         encoding = "utf-8" if mode == "w" else None
         with open(tmp, mode, encoding=encoding) as f:
             yield f
@@ -160,9 +165,10 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically; the parent folder is created."""
-    with atomic_write(path, "wb") as f:
+def write_bytes_atomic(path: str | os.PathLike, data: bytes, sweep: bool = True) -> Path:
+    """Write ``data`` to ``path`` atomically (``sweep`` as in :func:`atomic_path`); the parent
+    folder is created."""
+    with atomic_write(path, "wb", sweep=sweep) as f:
         f.write(data)
     return Path(path)
 

@@ -113,15 +113,20 @@ _TABLE3_SMOKE = (
     "model.overrides.head_deconv_channels=8",
 )  # fmt: skip
 
+# Table 3's protocol: its metric, recipes and data, shared by the experiments that use it
+_TABLE3_PROTOCOL: dict[str, Any] = {
+    "paper_metric": "ablation_mAP",
+    "configs": _TABLE3_CONFIGS,
+    "smoke": _TABLE3_SMOKE,
+    "synth_images": {"smoke": 10, "cpu": 1200},
+}
+
 EXPERIMENTS: dict[str, Experiment] = {
     "table3": Experiment(
         name="table3",
         title="L-MFNet Table 3: HigherHRNet-W32, + Shuffle-Neck, + Ghost-Block, L-MFNet",
         variants=("higherhrnet_w32", "higherhrnet_w32_shuffle", "higherhrnet_w32_ghost", "lmfnet"),
-        paper_metric="ablation_mAP",
-        configs=_TABLE3_CONFIGS,
-        smoke=_TABLE3_SMOKE,
-        synth_images={"smoke": 10, "cpu": 1200},
+        **_TABLE3_PROTOCOL,
         claim="Shuffle-Neck costs nothing and keeps AP; Ghost-Blocks cut GFLOPs by 92 % for "
         "-1.2 mAP; together (L-MFNet) -1.0 mAP at 6 % of the GFLOPs (COCO val, 512 px)",
     ),
@@ -129,10 +134,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         name="deploy",
         title="L-MFNet's deploy variant beside L-MFNet and HigherHRNet-W32 (Table 3's recipe)",
         variants=("higherhrnet_w32", "lmfnet", "lmfnet_deploy"),
-        paper_metric="ablation_mAP",
-        configs=_TABLE3_CONFIGS,
-        smoke=_TABLE3_SMOKE,
-        synth_images={"smoke": 10, "cpu": 1200},
+        **_TABLE3_PROTOCOL,
         claim="not in the paper: fusepose's deployment variant (L-MFNet's blocks at this "
         "protocol's depth: one Ghost-Block, so one CBAM, per stage branch) must learn as well "
         "as L-MFNet (AP within its bootstrap spread) at this budget",

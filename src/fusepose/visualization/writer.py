@@ -71,7 +71,8 @@ def write_image(path: str | Path, image: np.ndarray) -> Path:
         ok = False
     if not ok:
         raise ConfigError(f"{path}: OpenCV cannot write this image (suffix {path.suffix!r}?)")
-    return write_bytes_atomic(path, data.tobytes())
+    # no sweep for killed writers' temporaries: a folder of N frames would be listed N times
+    return write_bytes_atomic(path, data.tobytes(), sweep=False)
 
 
 def side_by_side(
